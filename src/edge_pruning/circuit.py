@@ -1,0 +1,285 @@
+"""Mask parameters and the circuit API shared by every circuit model.
+
+`CircuitMasks` owns the learnable state: one dense `log_alpha` per (reader, writer)
+pair (only real edges count), one per writer node, and the four Lagrange
+multipliers. `CircuitModelMixin` gives each model file the API users know from the
+original code: `get_edges()`, `set_edge_threshold_for_deterministic()`,
+`add_or_remove_edge()`, sparsities, and loading a circuit from an edges JSON.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import torch
+from torch import nn
+from transformers.utils import ModelOutput
+
+from . import l0
+from .graph import CircuitGraph
+from .mixing import ResidualMixer
+
+# log_alpha given to edges and nodes that a user forces into or out of a circuit.
+FORCED_LOG_ALPHA = 20.0
+
+
+class CircuitMasks(nn.Module):
+    """Hard-concrete masks over the edges and nodes of a `CircuitGraph`."""
+
+    def __init__(self, graph: CircuitGraph) -> None:
+        super().__init__()
+        self.graph = graph
+        self.edge_log_alphas = nn.Parameter(torch.empty(graph.n_readers, graph.n_writers))
+        self.node_log_alphas = nn.Parameter(torch.empty(graph.n_writers))
+        self.sparsity_lambda_edges_1 = nn.Parameter(torch.zeros(()))
+        self.sparsity_lambda_edges_2 = nn.Parameter(torch.zeros(()))
+        self.sparsity_lambda_nodes_1 = nn.Parameter(torch.zeros(()))
+        self.sparsity_lambda_nodes_2 = nn.Parameter(torch.zeros(()))
+        self.register_buffer("edge_valid", graph.edge_valid.clone(), persistent=False)
+        self.edge_threshold: float | None = None
+        self.node_threshold: float | None = None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """log_alpha ~ N(10, 0.01) and λ = 0 (method.md §3-4).
+
+        Uses transformers' init functions, which skip parameters a checkpoint loaded.
+        """
+        from transformers import initialization as init
+
+        init.normal_(self.edge_log_alphas, mean=l0.INIT_MEAN, std=l0.INIT_STD)
+        init.normal_(self.node_log_alphas, mean=l0.INIT_MEAN, std=l0.INIT_STD)
+        for lam in self.lambdas():
+            init.zeros_(lam)
+
+    def lambdas(self) -> list[nn.Parameter]:
+        return [
+            self.sparsity_lambda_edges_1,
+            self.sparsity_lambda_edges_2,
+            self.sparsity_lambda_nodes_1,
+            self.sparsity_lambda_nodes_2,
+        ]
+
+    def edge_masks(self) -> torch.Tensor:
+        """(readers, writers) masks: sampled in training, deterministic in eval; 0 off-graph."""
+        valid = self.edge_valid.to(self.edge_log_alphas.dtype)
+        if self.training:
+            return l0.sample_mask(self.edge_log_alphas) * valid
+        soft = l0.deterministic_mask(self.edge_log_alphas, self.edge_valid)
+        return l0.binarize(soft, self.edge_threshold) * valid
+
+    def node_masks(self) -> torch.Tensor:
+        if self.training:
+            return l0.sample_mask(self.node_log_alphas)
+        return l0.binarize(l0.deterministic_mask(self.node_log_alphas), self.node_threshold)
+
+    def expected_edge_sparsity(self) -> torch.Tensor:
+        kept = (l0.prob_nonzero(self.edge_log_alphas) * self.edge_valid).sum()
+        return 1.0 - kept / self.graph.n_edges
+
+    def expected_node_sparsity(self) -> torch.Tensor:
+        return 1.0 - l0.prob_nonzero(self.node_log_alphas).mean()
+
+    def lagrangian(self, sparsity: torch.Tensor, target: float, nodes: bool) -> torch.Tensor:
+        """λ1 (s - t) + λ2 (s - t)^2; the λs are trained to maximise it."""
+        lam1, lam2 = (
+            (self.sparsity_lambda_nodes_1, self.sparsity_lambda_nodes_2)
+            if nodes
+            else (self.sparsity_lambda_edges_1, self.sparsity_lambda_edges_2)
+        )
+        gap = sparsity - target
+        return lam1 * gap + lam2 * gap * gap
+
+
+@dataclass
+class CircuitModelOutput(ModelOutput):
+    """Logits plus what pruning needs: writer states and sparsity penalties."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    writer_states: torch.Tensor | None = None
+    edge_loss: torch.Tensor | None = None
+    node_loss: torch.Tensor | None = None
+    model_edge_sparsity: torch.Tensor | None = None
+    model_node_sparsity: torch.Tensor | None = None
+    target_edge_sparsity: float | None = None
+    target_node_sparsity: float | None = None
+
+
+class CircuitModelMixin:
+    """The circuit API, for a model holding `circuit_masks` (a `CircuitMasks`)."""
+
+    circuit_masks: CircuitMasks
+    _masks_enabled: bool = True
+    # Model types whose checkpoints this class loads; set by each model class.
+    accepted_model_types: tuple[str, ...] = ()
+
+    @property
+    def circuit_graph(self) -> CircuitGraph:
+        return self.circuit_masks.graph
+
+    # Loading -----------------------------------------------------------------
+
+    @classmethod
+    def check_checkpoint_type(cls, pretrained_model_name_or_path, **kwargs) -> None:
+        """A clear error for a checkpoint of another architecture."""
+        from transformers import PretrainedConfig
+
+        path = os.fspath(pretrained_model_name_or_path)
+        try:
+            config_dict, _ = PretrainedConfig.get_config_dict(path, **kwargs)
+        except OSError:
+            return  # let from_pretrained report the missing checkpoint itself
+        model_type = config_dict.get("model_type")
+        if model_type not in cls.accepted_model_types:
+            raise ValueError(
+                f"{path} holds a {model_type!r} checkpoint; {cls.__name__} loads only "
+                f"{', '.join(cls.accepted_model_types)} checkpoints"
+            )
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """Load any checkpoint of the architecture; masks it lacks start at N(10, 0.01)."""
+        cls.check_checkpoint_type(pretrained_model_name_or_path)
+        want_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
+        # Initialise the mask parameters the checkpoint lacks, whatever the loader did.
+        with torch.no_grad():
+            for key in info["missing_keys"]:
+                if ".circuit_masks." not in f".{key}":
+                    continue
+                param = model.get_parameter(key)
+                if "log_alphas" in key:
+                    param.normal_(l0.INIT_MEAN, l0.INIT_STD)
+                else:
+                    param.zero_()
+        return (model, info) if want_info else model
+
+    # Forward helpers -----------------------------------------------------------
+
+    @contextlib.contextmanager
+    def full_model(self) -> Iterator[None]:
+        """Run as the unpruned model (no masks) inside the block; restores the state after."""
+        previous = self._masks_enabled
+        self._masks_enabled = False
+        try:
+            yield
+        finally:
+            self._masks_enabled = previous
+
+    def effective_masks(self) -> torch.Tensor:
+        """Edge masks with the writers' node masks folded in: m_rw * z_w."""
+        masks = self.circuit_masks
+        return masks.edge_masks() * masks.node_masks()[None, :]
+
+    def make_mixer(
+        self, always_on: torch.Tensor, corr_x: torch.Tensor | None, output_writer_states: bool
+    ) -> ResidualMixer:
+        """The residual stream for one forward: plain for the full model or writer states."""
+        use_masks = self._masks_enabled and not output_writer_states
+        if corr_x is not None and not use_masks and not output_writer_states:
+            raise ValueError("corr_x was given to the full model (masks disabled); it would be ignored")
+        if use_masks:
+            masks = self.effective_masks().to(always_on.dtype)
+            return ResidualMixer(self.circuit_graph, always_on, masks, corr_x)
+        return ResidualMixer(self.circuit_graph, always_on, keep_writer_states=output_writer_states)
+
+    def sparsity_outputs(self, target_edge_sparsity: float | None, target_node_sparsity: float | None) -> dict:
+        """The Lagrangian terms and expected sparsities for the pruning loss."""
+        masks = self.circuit_masks
+        edge_sparsity = masks.expected_edge_sparsity()
+        node_sparsity = masks.expected_node_sparsity()
+        out = {
+            "model_edge_sparsity": edge_sparsity,
+            "model_node_sparsity": node_sparsity,
+            "target_edge_sparsity": target_edge_sparsity,
+            "target_node_sparsity": target_node_sparsity,
+        }
+        if target_edge_sparsity is not None:
+            out["edge_loss"] = masks.lagrangian(edge_sparsity, target_edge_sparsity, nodes=False)
+        if target_node_sparsity is not None:
+            out["node_loss"] = masks.lagrangian(node_sparsity, target_node_sparsity, nodes=True)
+        return out
+
+    # Deterministic masks, thresholds, sparsities ------------------------------------
+
+    def set_edge_threshold_for_deterministic(self, threshold: float | None) -> None:
+        self.circuit_masks.edge_threshold = threshold
+
+    def set_node_threshold_for_deterministic(self, threshold: float | None) -> None:
+        self.circuit_masks.node_threshold = threshold
+
+    def _eval_masks(self) -> tuple[torch.Tensor, torch.Tensor]:
+        masks = self.circuit_masks
+        was_training = masks.training
+        masks.eval()
+        try:
+            with torch.no_grad():
+                return masks.edge_masks().float().cpu(), masks.node_masks().float().cpu()
+        finally:
+            masks.train(was_training)
+
+    def get_edge_sparsity(self) -> float:
+        """1 - mean deterministic edge mask (binarised when a threshold is set)."""
+        edges, _ = self._eval_masks()
+        return 1.0 - edges.sum().item() / self.circuit_graph.n_edges
+
+    def get_node_sparsity(self) -> float:
+        _, nodes = self._eval_masks()
+        return 1.0 - nodes.sum().item() / self.circuit_graph.n_writers
+
+    def get_effective_edge_sparsity(self) -> float:
+        """Edge sparsity counting the edges of removed nodes as removed."""
+        edges, nodes = self._eval_masks()
+        kept = self.circuit_graph.effective_edges(edges, nodes).sum().item()
+        return 1.0 - kept / self.circuit_graph.n_edges
+
+    def get_edges(self, effective: bool = True, sanitize: bool = False) -> list[tuple[str, str]]:
+        """The circuit's (writer, reader) edges under the current deterministic masks.
+
+        `effective` drops edges from removed writers and into readers of removed nodes;
+        `sanitize` also drops edges that no path connects to both the inputs and
+        `resid_post` (method.md §5).
+        """
+        edges, nodes = self._eval_masks()
+        graph = self.circuit_graph
+        kept = graph.effective_edges(edges, nodes) if effective else graph.edge_valid & (edges != 0)
+        if sanitize:
+            kept = graph.sanitize(kept)
+        return graph.edge_list(kept)
+
+    # Editing circuits ------------------------------------------------------------
+
+    def add_or_remove_edge(self, writer: str, reader: str, remove: bool = False) -> None:
+        """Force one edge into (or out of) the circuit."""
+        r, w = self.circuit_graph.edge_position(writer, reader)
+        with torch.no_grad():
+            self.circuit_masks.edge_log_alphas[r, w] = -FORCED_LOG_ALPHA if remove else FORCED_LOG_ALPHA
+
+    def load_edges(self, edges: Iterable[tuple[str, str]] | str | os.PathLike) -> None:
+        """Make the model exactly the given circuit: those edges on, every other edge
+        off, every node on. Accepts a list of pairs or the path of an edges JSON."""
+        if isinstance(edges, (str, os.PathLike)):
+            edges = load_edges_json(edges)
+        chosen = self.circuit_graph.edge_matrix(edges)
+        masks = self.circuit_masks
+        with torch.no_grad():
+            masks.edge_log_alphas.copy_((chosen * 2 - 1) * FORCED_LOG_ALPHA)
+            masks.node_log_alphas.fill_(FORCED_LOG_ALPHA)
+        self.set_edge_threshold_for_deterministic(0.5)
+        self.set_node_threshold_for_deterministic(0.5)
+
+
+def load_edges_json(path: str | os.PathLike) -> list[tuple[str, str]]:
+    """Edges from a JSON list of [writer, reader] pairs (or a dict with an "edges" list)."""
+    with open(path) as f:
+        data = json.load(f)
+    if isinstance(data, dict):
+        data = data.get("edges")
+    if not isinstance(data, list) or not all(isinstance(e, (list, tuple)) and len(e) == 2 for e in data):
+        raise ValueError(f"{path}: expected a JSON list of [writer, reader] pairs")
+    return [(str(w), str(r)) for w, r in data]

@@ -1,0 +1,140 @@
+"""The edge-mixing kernel: how readers read the residual stream of a circuit model.
+
+With edge masks m (readers x writers, node masks folded in), clean writer outputs
+x_w and corrupted ones c_w, a reader at a site p reads
+
+    in_r = C_p + sum_{w < p} m_rw (x_w - c_w),      C_p = sum_{w < p} c_w (+ kept inputs)
+
+(method.md §9). The deltas x_w - c_w are written once, as writers run, into one
+writer-major buffer; a site reads with one matrix product over the writers before
+it. The autograd function below saves only the small mask matrix: the buffer is
+append-only during a forward, so backward reads it as it was.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .graph import CircuitGraph, Site
+
+
+class _SiteRead(torch.autograd.Function):
+    """out = masks @ buffer[:p] + base, with gradients routed to the writer blocks."""
+
+    @staticmethod
+    def forward(ctx, masks, base, buffer_prefix, block_sizes, *blocks):
+        ctx.save_for_backward(masks)
+        ctx.buffer_prefix = buffer_prefix
+        ctx.block_sizes = block_sizes
+        ctx.block_shapes = [b.shape for b in blocks]
+        flat = buffer_prefix.flatten(1)
+        out = torch.addmm(base.flatten().unsqueeze(0), masks.to(flat.dtype), flat)
+        return out.view(masks.shape[0], *buffer_prefix.shape[1:])
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (masks,) = ctx.saved_tensors
+        flat = ctx.buffer_prefix.flatten(1)
+        grad_flat = grad_out.reshape(grad_out.shape[0], -1)
+        grad_masks = None
+        if ctx.needs_input_grad[0]:
+            grad_masks = (grad_flat @ flat.t()).to(masks.dtype)
+        grad_blocks: list[torch.Tensor | None] = [None] * len(ctx.block_sizes)
+        if any(ctx.needs_input_grad[4:]):
+            grad_buffer = masks.t().to(grad_flat.dtype) @ grad_flat
+            start = 0
+            for i, (size, shape) in enumerate(zip(ctx.block_sizes, ctx.block_shapes)):
+                if ctx.needs_input_grad[4 + i]:
+                    grad_blocks[i] = grad_buffer[start : start + size].view(shape)
+                start += size
+        return (grad_masks, None, None, None, *grad_blocks)
+
+
+class ResidualMixer:
+    """The residual stream of one forward pass.
+
+    `edge_masks` None is the plain model: every reader reads the full clean residual,
+    and a site returns it once, shaped (1, B, S, D), for all its readers. Otherwise a
+    site returns (readers, B, S, D). `corrupted` holds the writers' outputs on the
+    corrupted input (W, B, S, D), broadcastable in B and S (mean ablation), or None
+    for zero ablation. `always_on` is added to every reader and is not a writer (the
+    embeddings when they are not nodes).
+    """
+
+    def __init__(
+        self,
+        graph: CircuitGraph,
+        always_on: torch.Tensor,
+        edge_masks: torch.Tensor | None = None,
+        corrupted: torch.Tensor | None = None,
+        keep_writer_states: bool = False,
+    ) -> None:
+        self.graph = graph
+        self.edge_masks = edge_masks
+        self.corrupted = corrupted
+        self.n_written = 0
+        self.blocks: list[torch.Tensor] = []
+        if corrupted is not None and corrupted.shape[0] != graph.n_writers:
+            raise ValueError(
+                f"corr_x holds {corrupted.shape[0]} writers but this model has {graph.n_writers}; "
+                "was it produced by a model with the same graph (embedding nodes included)?"
+            )
+        shape = (graph.n_writers, *always_on.shape)
+        need_buffer = edge_masks is not None or keep_writer_states
+        self.buffer = always_on.new_empty(shape) if need_buffer else None
+        self.residual = always_on
+        if edge_masks is not None:
+            self.residual = always_on.detach().clone()  # C_p: corrupted prefix sum plus kept inputs
+
+    @property
+    def masked(self) -> bool:
+        return self.edge_masks is not None
+
+    @property
+    def per_writer(self) -> bool:
+        """Whether writers must be written one by one (else their sum will do)."""
+        return self.buffer is not None
+
+    def write(self, block: torch.Tensor, count: int) -> None:
+        """Append the outputs of the next `count` writers, shaped (count, B, S, D).
+
+        Where writers need not be kept apart (`per_writer` false), a block may hold
+        their sum instead, shaped (1, B, S, D).
+        """
+        if block.shape[0] != count and (self.per_writer or block.shape[0] != 1):
+            raise ValueError(f"a block of {block.shape[0]} outputs was written for {count} writers")
+        lo, hi = self.n_written, self.n_written + count
+        if hi > self.graph.n_writers:
+            raise RuntimeError("more writers written than the graph has")
+        if self.edge_masks is None:
+            if self.buffer is not None:
+                self.buffer[lo:hi] = block.detach()
+            self.residual = self.residual + block.sum(0)
+        else:
+            with torch.no_grad():
+                if self.corrupted is None:
+                    self.buffer[lo:hi] = block
+                else:
+                    corr = self.corrupted[lo:hi].to(block.dtype)
+                    torch.sub(block, corr, out=self.buffer[lo:hi])
+                    self.residual += corr.sum(0).expand_as(self.residual)
+            self.blocks.append(block)
+        self.n_written = hi
+
+    def read(self, site: Site) -> torch.Tensor:
+        """The inputs of the readers at `site`."""
+        if self.n_written != site.n_writers_before:
+            raise RuntimeError(
+                f"site {site.name} expects {site.n_writers_before} writers before it, {self.n_written} were written"
+            )
+        if self.edge_masks is None:
+            return self.residual.unsqueeze(0)
+        masks = self.edge_masks[site.reader_start : site.reader_stop, : site.n_writers_before]
+        sizes = tuple(b.shape[0] for b in self.blocks)
+        return _SiteRead.apply(masks, self.residual, self.buffer[: site.n_writers_before], sizes, *self.blocks)
+
+    def writer_states(self) -> torch.Tensor:
+        """Every writer's clean output, (W, B, S, D): the `corr_x` of a later pruned run."""
+        if self.edge_masks is not None:
+            raise RuntimeError("writer states are recorded by the plain (unmasked) forward")
+        return self.buffer
