@@ -39,9 +39,9 @@ class CircuitMasks(nn.Module):
         self.sparsity_lambda_edges_2 = nn.Parameter(torch.zeros(()))
         self.sparsity_lambda_nodes_1 = nn.Parameter(torch.zeros(()))
         self.sparsity_lambda_nodes_2 = nn.Parameter(torch.zeros(()))
-        self.register_buffer("edge_valid", graph.edge_valid.clone(), persistent=False)
         self.edge_threshold: float | None = None
         self.node_threshold: float | None = None
+        self._edge_valid: torch.Tensor | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -55,6 +55,18 @@ class CircuitMasks(nn.Module):
         init.normal_(self.node_log_alphas, mean=l0.INIT_MEAN, std=l0.INIT_STD)
         for lam in self.lambdas():
             init.zeros_(lam)
+
+    @property
+    def edge_valid(self) -> torch.Tensor:
+        """Which (reader, writer) entries are edges, on the masks' device.
+
+        Derived from the graph rather than held as a buffer, so that no loader can
+        leave it uninitialised.
+        """
+        device = self.edge_log_alphas.device
+        if self._edge_valid is None or self._edge_valid.device != device:
+            self._edge_valid = self.graph.edge_valid.to(device)
+        return self._edge_valid
 
     def lambdas(self) -> list[nn.Parameter]:
         return [
@@ -158,6 +170,12 @@ class CircuitModelMixin:
                 else:
                     param.zero_()
         return (model, info) if want_info else model
+
+    def freeze_model_weights(self) -> None:
+        """Only masks and λs train; the model's own weights stay fixed."""
+        mask_params = {id(p) for p in self.circuit_masks.parameters()}
+        for param in self.parameters():
+            param.requires_grad_(id(param) in mask_params)
 
     # Forward helpers -----------------------------------------------------------
 

@@ -61,13 +61,13 @@ class CircuitGraph:
     def __post_init__(self) -> None:
         self.writer_index = {w.name: i for i, w in enumerate(self.writers)}
         self.reader_index = {r.name: i for i, r in enumerate(self.readers)}
-        prefix = torch.zeros(len(self.readers), dtype=torch.long)
+        prefix = torch.zeros(len(self.readers), dtype=torch.long, device="cpu")
         for site in self.sites:
             prefix[site.reader_start : site.reader_stop] = site.n_writers_before
         self.reader_prefix = prefix
-        self.edge_valid = torch.arange(len(self.writers))[None, :] < prefix[:, None]
+        self.edge_valid = torch.arange(len(self.writers), device="cpu")[None, :] < prefix[:, None]
         # feeds[r, w]: reader r is an input of writer node w.
-        self.feeds = torch.zeros(len(self.readers), len(self.writers), dtype=torch.bool)
+        self.feeds = torch.zeros(len(self.readers), len(self.writers), dtype=torch.bool, device="cpu")
         for r, reader in enumerate(self.readers):
             for node in reader.consumers:
                 self.feeds[r, self.writer_index[node]] = True
@@ -141,7 +141,7 @@ class CircuitGraph:
 
     def edge_matrix(self, edges: Iterable[tuple[str, str]]) -> torch.Tensor:
         """A 0/1 readers x writers matrix holding the given edges."""
-        out = torch.zeros(self.n_readers, self.n_writers)
+        out = torch.zeros(self.n_readers, self.n_writers, device="cpu")
         for writer, reader in edges:
             out[self.edge_position(writer, reader)] = 1.0
         return out
@@ -166,13 +166,13 @@ class CircuitGraph:
         """
         edges = edges.detach().cpu().bool() & self.edge_valid
         has_embed_nodes = any(w.kind == "embed" for w in self.writers)
-        forward = torch.tensor([w.kind == "embed" or not has_embed_nodes for w in self.writers])
+        forward = torch.tensor([w.kind == "embed" or not has_embed_nodes for w in self.writers], device="cpu")
         # A writer is reachable when some reader of its own node has a kept edge from a reachable writer.
         for w in range(self.n_writers):
             if not forward[w]:
                 forward[w] = bool(edges[self.feeds[:, w]][:, forward].any())
-        backward = torch.zeros(self.n_writers, dtype=torch.bool)
-        useful_reader = torch.zeros(self.n_readers, dtype=torch.bool)
+        backward = torch.zeros(self.n_writers, dtype=torch.bool, device="cpu")
+        useful_reader = torch.zeros(self.n_readers, dtype=torch.bool, device="cpu")
         useful_reader[self.reader_index["resid_post"]] = True
         for w in range(self.n_writers - 1, -1, -1):
             backward[w] = bool((edges[:, w] & useful_reader).any())

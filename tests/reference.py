@@ -1,0 +1,74 @@
+"""A literal, slow implementation of method.md §2 for GPT-2, to check the fast path.
+
+Every reader sums every writer before it, one by one:
+    in_r = sum_w [ m_rw * x~_w + (1 - m_rw) * c_w ],   x~_w = z_w x_w + (1 - z_w) c_w
+plus the embeddings when they are not nodes. No buffers, no prefix sums, no
+custom autograd.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def reference_fpt2_logits(model, input_ids, edge_masks, node_masks, corr_x=None):
+    """Logits of an FPT2LMHeadModel's circuit, given explicit (readers x writers) edge
+    masks and per-writer node masks."""
+    tf = model.transformer
+    cfg = model.config
+    graph = model.circuit_graph
+    B, S = input_ids.shape
+    H = cfg.n_head
+    D = cfg.n_embd
+    dh = D // H
+    tok = tf.wte(input_ids)
+    pos = tf.wpe(torch.arange(S))[None].expand_as(tok)
+    clean: list[torch.Tensor] = []  # x~_w, node mask applied
+    corrupted: list[torch.Tensor] = []
+
+    def add_writer(x):
+        w = len(clean)
+        c = torch.zeros_like(x) if corr_x is None else corr_x[w]
+        z = node_masks[w]
+        clean.append(z * x + (1 - z) * c)
+        corrupted.append(c)
+
+    if cfg.with_embedding_nodes:
+        add_writer(tok)
+        add_writer(pos)
+        always = torch.zeros_like(tok)
+    else:
+        always = tok + pos
+
+    def read(reader_name):
+        r = graph.reader_index[reader_name]
+        total = always
+        for w in range(len(clean)):
+            m = edge_masks[r, w]
+            total = total + m * clean[w] + (1 - m) * corrupted[w]
+        return total
+
+    causal = torch.tril(torch.ones(S, S, dtype=torch.bool))
+    for layer, block in enumerate(tf.h):
+        W = block.attn.c_attn.weight
+        b = block.attn.c_attn.bias
+        qs, ks, vs = [], [], []
+        for h in range(H):
+            for kind, store, offset in (("q", qs, 0), ("k", ks, D), ("v", vs, 2 * D)):
+                x = block.ln_1(read(f"a{layer}.h{h}.{kind}"))
+                cols = slice(offset + h * dh, offset + (h + 1) * dh)
+                store.append(x @ W[:, cols] + b[cols])
+        outs = []
+        for h in range(H):
+            scores = qs[h] @ ks[h].transpose(-1, -2) / math.sqrt(dh)
+            scores = scores.masked_fill(~causal, float("-inf"))
+            z = F.softmax(scores, dim=-1) @ vs[h]
+            rows = slice(h * dh, (h + 1) * dh)
+            outs.append(z @ block.attn.c_proj.weight[rows] + block.attn.c_proj.bias / H)
+        for out in outs:
+            add_writer(out)
+        add_writer(block.mlp(block.ln_2(read(f"m{layer}"))))
+    return model.lm_head(tf.ln_f(read("resid_post")))
