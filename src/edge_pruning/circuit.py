@@ -137,13 +137,13 @@ class CircuitModelMixin:
     # Loading -----------------------------------------------------------------
 
     @classmethod
-    def check_checkpoint_type(cls, pretrained_model_name_or_path, **kwargs) -> None:
+    def check_checkpoint_type(cls, pretrained_model_name_or_path) -> None:
         """A clear error for a checkpoint of another architecture."""
-        from transformers import PretrainedConfig
+        from .models import read_config_dict
 
         path = os.fspath(pretrained_model_name_or_path)
         try:
-            config_dict, _ = PretrainedConfig.get_config_dict(path, **kwargs)
+            config_dict = read_config_dict(path)
         except OSError:
             return  # let from_pretrained report the missing checkpoint itself
         model_type = config_dict.get("model_type")
@@ -290,6 +290,22 @@ class CircuitModelMixin:
             masks.node_log_alphas.fill_(FORCED_LOG_ALPHA)
         self.set_edge_threshold_for_deterministic(0.5)
         self.set_node_threshold_for_deterministic(0.5)
+
+
+def gather_positions(hidden: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
+    """hidden (B, S, D) at `positions` (B, P), -1 for padding; all of it when None."""
+    if positions is None:
+        return hidden
+    index = positions.clamp(min=0).to(hidden.device)
+    return hidden.gather(1, index[..., None].expand(-1, -1, hidden.shape[-1]))
+
+
+def save_edges_json(path: str | os.PathLike, edges: list[tuple[str, str]]) -> None:
+    """Write a circuit as a JSON list of [writer, reader] pairs, atomically."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump([list(e) for e in edges], f)
+    os.replace(tmp, path)
 
 
 def load_edges_json(path: str | os.PathLike) -> list[tuple[str, str]]:

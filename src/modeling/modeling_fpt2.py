@@ -19,7 +19,7 @@ from transformers.activations import ACT2FN
 from transformers.pytorch_utils import Conv1D
 
 from edge_pruning.attention import attention_mask_from_padding, scaled_dot_product
-from edge_pruning.circuit import CircuitMasks, CircuitModelMixin, CircuitModelOutput
+from edge_pruning.circuit import CircuitMasks, CircuitModelMixin, CircuitModelOutput, gather_positions
 from edge_pruning.graph import CircuitGraph
 from edge_pruning.mixing import ResidualMixer
 
@@ -193,9 +193,12 @@ class FPT2LMHeadModel(FPT2PreTrainedModel):
     def set_output_embeddings(self, value: nn.Linear) -> None:
         self.lm_head = value
 
-    def forward(self, input_ids: torch.Tensor, **kwargs) -> CircuitModelOutput:
+    def forward(
+        self, input_ids: torch.Tensor, output_positions: torch.Tensor | None = None, **kwargs
+    ) -> CircuitModelOutput:
         """Logits of the circuit (masked) or, under `full_model()` or with
-        `output_writer_states=True`, of the full model."""
+        `output_writer_states=True`, of the full model. `output_positions` (B, P)
+        restricts the logits to those positions (B, P, V)."""
         out = self.transformer(input_ids, **kwargs)
-        out.logits = self.lm_head(out.logits)
+        out.logits = self.lm_head(gather_positions(out.logits, output_positions))
         return out

@@ -1,0 +1,301 @@
+"""The one pruning loop: a `transformers.Trainer` that trains only masks and λs.
+
+Each step runs the full model on the clean input (reference distribution, no grad),
+the full model on the corrupted input (writer states, no grad), and the circuit on
+the clean input with the corrupted states patched into removed edges. The loss is
+KL(full || circuit) at the task's positions plus the Lagrangian sparsity terms
+(method.md §4). Flags follow the original scripts; every HF `TrainingArguments`
+flag works too (checkpointing, resuming, logging, bf16, FSDP).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer, HfArgumentParser, Trainer, TrainerCallback, TrainingArguments
+
+from .circuit import save_edges_json
+from .evaluation import CircuitEvaluation, evaluate_circuit
+from .models import model_class
+from .sparsity import check_schedule, target_at_step
+from .tasks import Encoded, Task, TaskDataError, collate, get_task, load_rows
+
+logger = logging.getLogger("edge_pruning")
+
+COMPLETE_MARKER = "CHECKPOINT_COMPLETE"
+
+
+@dataclass
+class PruningArguments:
+    """Flags of the original pruning scripts (names kept), plus a few of ours."""
+
+    initialize_from: str = field(metadata={"help": "checkpoint (hub name or directory) to prune"})
+    dataset_path: str | None = field(default=None, metadata={"help": "dataset dir or .jsonl; default: the task's shipped data"})
+    train_split: str = "train"
+    eval_split: str = "validation"
+    tokenizer: str | None = field(default=None, metadata={"help": "default: the checkpoint's own tokenizer"})
+    max_seq_length: int = 64
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    edge_learning_rate: float = 0.8
+    node_learning_rate: float = 0.8
+    reg_edge_learning_rate: float = 0.8
+    reg_node_learning_rate: float = 0.8
+    mask_weight_decay: float = field(
+        default=0.01, metadata={"help": "AdamW weight decay on masks and λs (the original used torch's default, 0.01)"}
+    )
+    start_edge_sparsity: float = 0.0
+    target_edge_sparsity: float = 0.98
+    start_node_sparsity: float = 0.0
+    target_node_sparsity: float = 0.7
+    num_sparsity_warmup_steps: int = 0
+    warmup_type: str = field(default="linear", metadata={"help": "linear | logarithmic"})
+    with_embedding_nodes: bool = field(default=False, metadata={"help": "model the embeddings as prunable nodes"})
+    disable_node_loss: bool = field(default=False, metadata={"help": "no Lagrangian node penalty (node masks still train)"})
+    ablation: str = field(default="interchange", metadata={"help": "interchange | zero | mean"})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "start afresh instead of resuming"})
+    eval_batch_size: int = 16
+
+
+class EncodedDataset(torch.utils.data.Dataset):
+    def __init__(self, examples: list[Encoded]) -> None:
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> Encoded:
+        return self.examples[i]
+
+
+def encode_split(task: Task, tokenizer, dataset_path, split: str, max_seq_length: int, limit: int | None) -> list[Encoded]:
+    rows = load_rows(task, dataset_path, split)
+    if limit is not None:
+        rows = rows[:limit]
+    if not rows:
+        raise TaskDataError(f"split {split!r} of {dataset_path or task.default_dataset} is empty")
+    examples = task.encode_rows(rows, tokenizer)
+    for i, e in enumerate(examples):
+        if len(e.input_ids) > max_seq_length:
+            raise TaskDataError(
+                f"{split} example {i} is {len(e.input_ids)} tokens, longer than --max_seq_length {max_seq_length}"
+            )
+    return examples
+
+
+def pad_token_id(tokenizer) -> int:
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
+        if candidate is not None:
+            return candidate
+    return 0
+
+
+class EdgePruningTrainer(Trainer):
+    """Trains masks and λs; the λ groups maximise the loss (AdamW `maximize=True`)."""
+
+    def __init__(self, *args, task: Task, pruning_args: PruningArguments, mean_states=None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.task = task
+        self.pargs = pruning_args
+        self.mean_states = mean_states
+        self.last_stats: dict[str, float] = {}
+
+    def create_optimizer(self):
+        if self.optimizer is None:
+            masks = self.model.circuit_masks
+            p = self.pargs
+            wd = p.mask_weight_decay
+            groups = [
+                {"params": [masks.edge_log_alphas], "lr": p.edge_learning_rate, "weight_decay": wd},
+                {"params": [masks.node_log_alphas], "lr": p.node_learning_rate, "weight_decay": wd},
+                {
+                    "params": [masks.sparsity_lambda_edges_1, masks.sparsity_lambda_edges_2],
+                    "lr": p.reg_edge_learning_rate,
+                    "weight_decay": wd,
+                    "maximize": True,
+                },
+                {
+                    "params": [masks.sparsity_lambda_nodes_1, masks.sparsity_lambda_nodes_2],
+                    "lr": p.reg_node_learning_rate,
+                    "weight_decay": wd,
+                    "maximize": True,
+                },
+            ]
+            self.optimizer = torch.optim.AdamW(groups, lr=p.edge_learning_rate, weight_decay=wd)
+        return self.optimizer
+
+    def targets(self) -> tuple[float, float]:
+        p = self.pargs
+        step = self.state.global_step
+        edge = target_at_step(p.start_edge_sparsity, p.target_edge_sparsity, step, p.num_sparsity_warmup_steps, p.warmup_type)
+        node = target_at_step(p.start_node_sparsity, p.target_node_sparsity, step, p.num_sparsity_warmup_steps, p.warmup_type)
+        return edge, node
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        from .evaluation import corrupted_states, model_logits
+
+        target_edge, target_node = self.targets()
+        with torch.no_grad():
+            full = model_logits(model, inputs, circuit=False)
+        corr_x = corrupted_states(model, inputs, self.pargs.ablation, self.mean_states)
+        out = model(
+            inputs["input_ids"],
+            attention_mask=inputs["attention_mask"],
+            output_positions=inputs["positions"],
+            corr_x=corr_x,
+            target_edge_sparsity=target_edge,
+            target_node_sparsity=None if self.pargs.disable_node_loss else target_node,
+        )
+        kl = self.task.loss(out.logits, full, inputs)
+        loss = kl + out.edge_loss
+        if out.node_loss is not None:
+            loss = loss + out.node_loss
+        masks = model.circuit_masks
+        self.last_stats = {
+            "kl_loss": kl.item(),
+            "edge_loss": out.edge_loss.item(),
+            "node_loss": 0.0 if out.node_loss is None else out.node_loss.item(),
+            "expected_edge_sparsity": out.model_edge_sparsity.item(),
+            "expected_node_sparsity": out.model_node_sparsity.item(),
+            "target_edge_sparsity": target_edge,
+            "target_node_sparsity": target_node,
+            "lambda_edges_1": masks.sparsity_lambda_edges_1.item(),
+            "lambda_edges_2": masks.sparsity_lambda_edges_2.item(),
+        }
+        return (loss, out) if return_outputs else loss
+
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        if "loss" in logs:
+            logs = {**logs, **{k: round(v, 6) for k, v in self.last_stats.items()}}
+        super().log(logs, *args, **kwargs)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """Mark a checkpoint complete only once everything is written, so that a run
+        killed mid-save never resumes from a partial checkpoint."""
+        super()._save_checkpoint(model, trial)
+        folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+        if self.args.should_save and folder.is_dir():
+            (folder / COMPLETE_MARKER).write_text(str(self.state.global_step))
+
+
+class JsonlLogCallback(TrainerCallback):
+    """Every logged step, one JSON line in the output dir's log.jsonl."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            with open(self.path, "a") as f:
+                f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+
+def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The newest checkpoint-N holding the completion marker."""
+    path = Path(output_dir)
+    if not path.is_dir():
+        return None
+    done = [d for d in path.glob("checkpoint-*") if (d / COMPLETE_MARKER).exists() and d.name.split("-")[-1].isdigit()]
+    return str(max(done, key=lambda d: int(d.name.split("-")[-1]))) if done else None
+
+
+def save_atomically(model, tokenizer, output_dir: str | os.PathLike) -> None:
+    """save_pretrained into a temporary folder, then move the files into place."""
+    out = Path(output_dir)
+    tmp = out / ".saving"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(tmp)
+    for item in tmp.iterdir():
+        os.replace(item, out / item.name)
+    tmp.rmdir()
+
+
+def setup_logging(output_dir: Path, filename: str) -> None:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(output_dir / filename)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in ("edge_pruning", "transformers"):
+        log = logging.getLogger(name)
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+    console = logging.StreamHandler(sys.stdout)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(console)
+
+
+def parse_args(argv: list[str] | None) -> tuple[PruningArguments, TrainingArguments]:
+    parser = HfArgumentParser((PruningArguments, TrainingArguments))
+    pargs, targs = parser.parse_args_into_dataclasses(args=argv)
+    targs.remove_unused_columns = False
+    if targs.report_to in ("all", ["all"]):
+        targs.report_to = []
+    check_schedule(pargs.start_edge_sparsity, pargs.target_edge_sparsity, pargs.warmup_type, "edge")
+    check_schedule(pargs.start_node_sparsity, pargs.target_node_sparsity, pargs.warmup_type, "node")
+    if pargs.ablation not in ("interchange", "zero", "mean"):
+        raise ValueError(f"--ablation must be interchange, zero or mean, got {pargs.ablation!r}")
+    if targs.max_steps <= 0:
+        raise ValueError("--max_steps must be set (> 0)")
+    if pargs.num_sparsity_warmup_steps > targs.max_steps:
+        raise ValueError("--num_sparsity_warmup_steps exceeds --max_steps: the target would never be reached")
+    return pargs, targs
+
+
+def prune_main(arch: str, task_name: str, argv: list[str] | None = None) -> CircuitEvaluation:
+    """Entry point of every `src/prune/<arch>_<task>.py` script."""
+    pargs, targs = parse_args(argv)
+    output_dir = Path(targs.output_dir)
+    setup_logging(output_dir, "prune.log")
+    task = get_task(task_name)
+    cls = model_class(arch)
+    model = cls.from_pretrained(pargs.initialize_from, with_embedding_nodes=pargs.with_embedding_nodes)
+    model.freeze_model_weights()
+    tokenizer = AutoTokenizer.from_pretrained(pargs.tokenizer or pargs.initialize_from)
+    pad_id = pad_token_id(tokenizer)
+    train = encode_split(task, tokenizer, pargs.dataset_path, pargs.train_split, pargs.max_seq_length, pargs.max_train_samples)
+    evals = encode_split(task, tokenizer, pargs.dataset_path, pargs.eval_split, pargs.max_seq_length, pargs.max_eval_samples)
+    mean_states = None
+    if pargs.ablation == "mean":
+        from .ablation import mean_writer_states
+
+        mean_states = mean_writer_states(model, train, pad_id, pargs.eval_batch_size)
+    logger.info(
+        f"pruning {arch} {task.name}: {len(train)} train / {len(evals)} eval examples, "
+        f"{model.circuit_graph.n_edges} edges, {model.circuit_graph.n_writers} nodes"
+    )
+    trainer = EdgePruningTrainer(
+        model=model,
+        args=targs,
+        train_dataset=EncodedDataset(train),
+        data_collator=lambda examples: collate(examples, pad_id),
+        task=task,
+        pruning_args=pargs,
+        mean_states=mean_states,
+        callbacks=[JsonlLogCallback(output_dir / "log.jsonl")],
+    )
+    resume = targs.resume_from_checkpoint
+    if resume is None and not pargs.overwrite_output_dir:
+        resume = last_complete_checkpoint(output_dir)
+        if resume:
+            logger.info(f"resuming from {resume}")
+    trainer.train(resume_from_checkpoint=resume)
+    if trainer.is_world_process_zero():
+        save_atomically(model, tokenizer, output_dir)
+    result = evaluate_circuit(
+        model, task, evals, pargs.eval_split, pargs.eval_batch_size, pad_id, ablation=pargs.ablation, mean_states=mean_states
+    )
+    if trainer.is_world_process_zero():
+        result.to_json(output_dir / "eval_results.json")
+        save_edges_json(output_dir / "edges.json", model.get_edges())
+        (output_dir / "pruning_args.json").write_text(json.dumps(dataclasses.asdict(pargs), indent=2))
+        logger.info(result.summary())
+    return result
