@@ -155,6 +155,13 @@ def _reader_in_matrix(w: TracrWeights, reader: str) -> np.ndarray:
     return w.layers[int(reader[1:])].W_in.astype(np.float64)
 
 
+def shared_directions(w: TracrWeights, edge: Edge) -> List[str]:
+    """Residual directions the writer writes to and the reader reads from."""
+    wo = np.abs(_writer_out_matrix(w, edge[0])).sum(axis=0)
+    wi = np.abs(_reader_in_matrix(w, edge[1])).sum(axis=1)
+    return [w.residual_labels[i] for i in np.nonzero(wo * wi)[0]]
+
+
 def structural_overlap(w: TracrWeights) -> Dict[Edge, float]:
     """``max |W_out(writer) @ W_in(reader)|`` for every edge of the graph."""
     return {
@@ -196,6 +203,7 @@ class EdgeEffect:
     writer: str
     reader: str
     overlap: float
+    directions: List[str]
     max_abs_logit_change: float
     frac_inputs_prediction_changed: float
 
@@ -241,6 +249,7 @@ class GroundTruth:
                 {
                     "edge": [e.writer, e.reader],
                     "overlap": e.overlap,
+                    "directions": e.directions,
                     "max_abs_logit_change": e.max_abs_logit_change,
                     "frac_inputs_prediction_changed": e.frac_inputs_prediction_changed,
                 }
@@ -286,6 +295,7 @@ def derive_ground_truth(w: TracrWeights, ids: np.ndarray, targets: np.ndarray) -
 
     1. structural: ``W_out(writer) @ W_in(reader) != 0``. Other edges carry
        nothing the reader can see, so removing them changes nothing.
+       ``directions`` lists the residual directions an edge carries.
     2. necessary: removing the edge alone from the full model changes the
        decoded prediction on at least one input.
     3. circuit = necessary edges; must reproduce the full model and reach
@@ -297,7 +307,8 @@ def derive_ground_truth(w: TracrWeights, ids: np.ndarray, targets: np.ndarray) -
     structural = [e for e in g.edges if overlap[e] > 0]
     full = {e: 1.0 for e in g.edges}
     eff = ablation_effects(w, ids, structural, full)
-    effects = [EdgeEffect(e[0], e[1], overlap[e], d, f) for e, (d, f) in zip(structural, eff)]
+    effects = [EdgeEffect(e[0], e[1], overlap[e], shared_directions(w, e), d, f)
+               for e, (d, f) in zip(structural, eff)]
     necessary = [(x.writer, x.reader) for x in effects if x.necessary]
 
     notes: List[str] = []
