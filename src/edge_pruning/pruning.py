@@ -98,6 +98,48 @@ def pad_token_id(tokenizer) -> int:
     return 0
 
 
+def mask_optimizer(masks, edge_lr: float, node_lr: float, reg_edge_lr: float, reg_node_lr: float, weight_decay: float):
+    """AdamW over the four groups; the λ groups maximise (method.md §4)."""
+    groups = [
+        {"params": [masks.edge_log_alphas], "lr": edge_lr},
+        {"params": [masks.node_log_alphas], "lr": node_lr},
+        {"params": [masks.sparsity_lambda_edges_1, masks.sparsity_lambda_edges_2], "lr": reg_edge_lr, "maximize": True},
+        {"params": [masks.sparsity_lambda_nodes_1, masks.sparsity_lambda_nodes_2], "lr": reg_node_lr, "maximize": True},
+    ]
+    return torch.optim.AdamW(groups, lr=edge_lr, weight_decay=weight_decay)
+
+
+def pruning_loss(
+    model,
+    task: Task,
+    batch: dict,
+    target_edge: float,
+    target_node: float | None,
+    ablation: str = "interchange",
+    mean_states: torch.Tensor | None = None,
+):
+    """One step's loss: KL(full || circuit) at the task's positions plus the
+    Lagrangian terms. Returns (loss, kl, model output)."""
+    from .evaluation import corrupted_states, model_logits
+
+    with torch.no_grad():
+        full = model_logits(model, batch, circuit=False)
+    corr_x = corrupted_states(model, batch, ablation, mean_states)
+    out = model(
+        batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        output_positions=batch["positions"],
+        corr_x=corr_x,
+        target_edge_sparsity=target_edge,
+        target_node_sparsity=target_node,
+    )
+    kl = task.loss(out.logits, full, batch)
+    loss = kl + out.edge_loss
+    if out.node_loss is not None:
+        loss = loss + out.node_loss
+    return loss, kl, out
+
+
 class EdgePruningTrainer(Trainer):
     """Trains masks and λs; the λ groups maximise the loss (AdamW `maximize=True`)."""
 
@@ -110,26 +152,15 @@ class EdgePruningTrainer(Trainer):
 
     def create_optimizer(self):
         if self.optimizer is None:
-            masks = self.model.circuit_masks
             p = self.pargs
-            wd = p.mask_weight_decay
-            groups = [
-                {"params": [masks.edge_log_alphas], "lr": p.edge_learning_rate, "weight_decay": wd},
-                {"params": [masks.node_log_alphas], "lr": p.node_learning_rate, "weight_decay": wd},
-                {
-                    "params": [masks.sparsity_lambda_edges_1, masks.sparsity_lambda_edges_2],
-                    "lr": p.reg_edge_learning_rate,
-                    "weight_decay": wd,
-                    "maximize": True,
-                },
-                {
-                    "params": [masks.sparsity_lambda_nodes_1, masks.sparsity_lambda_nodes_2],
-                    "lr": p.reg_node_learning_rate,
-                    "weight_decay": wd,
-                    "maximize": True,
-                },
-            ]
-            self.optimizer = torch.optim.AdamW(groups, lr=p.edge_learning_rate, weight_decay=wd)
+            self.optimizer = mask_optimizer(
+                self.model.circuit_masks,
+                p.edge_learning_rate,
+                p.node_learning_rate,
+                p.reg_edge_learning_rate,
+                p.reg_node_learning_rate,
+                p.mask_weight_decay,
+            )
         return self.optimizer
 
     def targets(self) -> tuple[float, float]:
@@ -140,24 +171,16 @@ class EdgePruningTrainer(Trainer):
         return edge, node
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        from .evaluation import corrupted_states, model_logits
-
         target_edge, target_node = self.targets()
-        with torch.no_grad():
-            full = model_logits(model, inputs, circuit=False)
-        corr_x = corrupted_states(model, inputs, self.pargs.ablation, self.mean_states)
-        out = model(
-            inputs["input_ids"],
-            attention_mask=inputs["attention_mask"],
-            output_positions=inputs["positions"],
-            corr_x=corr_x,
-            target_edge_sparsity=target_edge,
-            target_node_sparsity=None if self.pargs.disable_node_loss else target_node,
+        loss, kl, out = pruning_loss(
+            model,
+            self.task,
+            inputs,
+            target_edge,
+            None if self.pargs.disable_node_loss else target_node,
+            self.pargs.ablation,
+            self.mean_states,
         )
-        kl = self.task.loss(out.logits, full, inputs)
-        loss = kl + out.edge_loss
-        if out.node_loss is not None:
-            loss = loss + out.node_loss
         masks = model.circuit_masks
         self.last_stats = {
             "kl_loss": kl.item(),
