@@ -35,6 +35,9 @@ M = d_mlp (max over layers; unused units are zero), O = output size::
   empty_blocks      list[str]: writer names whose weights are all zero
                     (e.g. "a1.h0", "m3"); they exist and output zero.
 
+All arrays are float32 (Tracr's own dtype); every bias of both models is
+zero but is exported anyway. For edge-level (per-head) writers, head h writes
+``z_h @ W_O[h] + b_O / n_heads``. PAD has an id but Tracr never masks it.
 See :mod:`tracrx.reference` for the exact forward pass.
 """
 
