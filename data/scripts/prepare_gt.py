@@ -113,12 +113,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     nouns = read_list(HELPERS / "gt_nouns.txt")
     universe = [make_example(n, c, yy) for n in nouns for c in args.centuries
                 for yy in range(args.min_yy, args.max_yy + 1)]
-    ok = same_length(tokenizer, universe)
-    usable = [e for e, good in zip(universe, ok) if good]
+    random.Random(args.seed).shuffle(universe)
     need = args.n_train + args.n_validation + args.n_test
+    usable: list[GTExample] = []
+    checked = 0
+    while len(usable) < need and checked < len(universe):  # check in chunks: only what we need
+        chunk = universe[checked: checked + max(256, 2 * (need - len(usable)))]
+        checked += len(chunk)
+        usable += [e for e, good in zip(chunk, same_length(tokenizer, chunk)) if good]
     if len(usable) < need:
         raise SystemExit(f"only {len(usable)} usable examples, {need} requested")
-    random.Random(args.seed).shuffle(usable)
     splits = {
         "train": usable[: args.n_train],
         "validation": usable[args.n_train: args.n_train + args.n_validation],
@@ -136,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "template": TEMPLATE,
         "centuries": args.centuries,
         "yy_range": [args.min_yy, args.max_yy],
-        "dropped_for_token_length": len(universe) - len(usable),
+        "dropped_for_token_length": checked - len(usable),
     }
     (out / "generation_info.json").write_text(json.dumps(info, indent=1) + "\n")
     print(f"wrote {out}: {info['sizes']} (dropped {info['dropped_for_token_length']} for token length)")
