@@ -78,16 +78,14 @@ class CircuitMasks(nn.Module):
 
     def edge_masks(self) -> torch.Tensor:
         """(readers, writers) masks: sampled in training, deterministic in eval; 0 off-graph."""
-        valid = self.edge_valid.to(self.edge_log_alphas.dtype)
         if self.training:
-            return l0.sample_mask(self.edge_log_alphas) * valid
-        soft = l0.deterministic_mask(self.edge_log_alphas, self.edge_valid)
-        return l0.binarize(soft, self.edge_threshold) * valid
+            return l0.sample_mask(self.edge_log_alphas) * self.edge_valid
+        return l0.eval_mask(self.edge_log_alphas, self.edge_threshold, self.edge_valid)
 
     def node_masks(self) -> torch.Tensor:
         if self.training:
             return l0.sample_mask(self.node_log_alphas)
-        return l0.binarize(l0.deterministic_mask(self.node_log_alphas), self.node_threshold)
+        return l0.eval_mask(self.node_log_alphas, self.node_threshold)
 
     def expected_edge_sparsity(self) -> torch.Tensor:
         kept = (l0.prob_nonzero(self.edge_log_alphas) * self.edge_valid).sum()

@@ -51,14 +51,6 @@ class CircuitEvaluation:
         return "\n".join(lines)
 
 
-def _soft_masks(model) -> tuple[torch.Tensor, torch.Tensor]:
-    masks = model.circuit_masks
-    valid = masks.edge_valid
-    edges = l0.deterministic_mask(masks.edge_log_alphas, valid)[valid]
-    nodes = l0.deterministic_mask(masks.node_log_alphas)
-    return edges, nodes
-
-
 def set_thresholds_for_sparsity(model, edge_sparsity: float | None = None, node_sparsity: float | None = None) -> tuple[float, float]:
     """Binarise the masks so the circuit keeps exactly the requested fraction.
 
@@ -68,13 +60,14 @@ def set_thresholds_for_sparsity(model, edge_sparsity: float | None = None, node_
     for name, value in (("edge", edge_sparsity), ("node", node_sparsity)):
         if value is not None and not 0.0 <= value <= 1.0:
             raise ValueError(f"requested {name} sparsity must be in [0, 1], got {value}")
-    model.set_edge_threshold_for_deterministic(None)
-    model.set_node_threshold_for_deterministic(None)
-    edges, nodes = _soft_masks(model)
+    masks = model.circuit_masks
+    valid = masks.edge_valid
     if edge_sparsity is None:
-        edge_sparsity = 1.0 - edges.mean().item()
+        edge_sparsity = 1.0 - l0.deterministic_mask(masks.edge_log_alphas, valid)[valid].mean().item()
     if node_sparsity is None:
-        node_sparsity = 1.0 - nodes.mean().item()
+        node_sparsity = 1.0 - l0.deterministic_mask(masks.node_log_alphas).mean().item()
+    edges = l0.soft_mask(masks.edge_log_alphas)[valid]
+    nodes = l0.soft_mask(masks.node_log_alphas)
     keep_edges = round((1.0 - edge_sparsity) * edges.numel())
     keep_nodes = round((1.0 - node_sparsity) * nodes.numel())
     model.set_edge_threshold_for_deterministic(l0.threshold_for_keep_count(edges, keep_edges))

@@ -40,31 +40,42 @@ def prob_nonzero(log_alpha: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(log_alpha - TEMPERATURE * math.log(-LIMIT_LEFT / LIMIT_RIGHT))
 
 
+def soft_mask(log_alpha: torch.Tensor) -> torch.Tensor:
+    """sigmoid(0.8 * log_alpha / beta), in float64: near 1, float32 would merge masks
+    whose log_alphas differ, and no threshold could then separate them."""
+    return torch.sigmoid(log_alpha.detach().double() / TEMPERATURE * DETERMINISTIC_SCALE)
+
+
 def deterministic_mask(log_alpha: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-    """The evaluation-time soft mask.
-
-    `sigmoid(0.8 * log_alpha / beta)`, with the k smallest entries set to zero, where
-    k = round(expected number of zeros). `valid` restricts the masks that count (a
-    dense edge matrix holds entries that are not edges).
-    """
+    """The evaluation-time continuous mask: `soft_mask` with the k smallest entries
+    set to zero, k = round(expected number of zeros). `valid` restricts the masks that
+    count (a dense edge matrix holds entries that are not edges)."""
     with torch.no_grad():
-        flat = log_alpha.detach().flatten().float()
-        keep = torch.ones_like(flat, dtype=torch.bool) if valid is None else valid.flatten()
-        values = flat[keep]
-        soft = torch.sigmoid(values / TEMPERATURE * DETERMINISTIC_SCALE)
-        expected_zeros = int(round(values.numel() - prob_nonzero(values).sum().item()))
+        soft = soft_mask(log_alpha).flatten()
+        keep = torch.ones_like(soft, dtype=torch.bool) if valid is None else valid.flatten()
+        values = soft[keep]
+        expected_zeros = int(round(values.numel() - prob_nonzero(log_alpha.detach().flatten()[keep].double()).sum().item()))
         if expected_zeros > 0:
-            soft[torch.topk(soft, expected_zeros, largest=False).indices] = 0.0
-        out = torch.zeros_like(flat)
-        out[keep] = soft
-        return out.view_as(log_alpha).to(log_alpha.dtype)
+            values[torch.topk(values, expected_zeros, largest=False).indices] = 0.0
+        out = torch.zeros_like(soft)
+        out[keep] = values
+        return out.view_as(log_alpha)
 
 
-def binarize(soft: torch.Tensor, threshold: float | None) -> torch.Tensor:
-    """0/1 masks from soft ones: kept where strictly above the threshold."""
+def eval_mask(log_alpha: torch.Tensor, threshold: float | None, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """The mask used in evaluation: continuous without a threshold, else 0/1.
+
+    Binarising thresholds `soft_mask` itself, so that any sparsity can be requested;
+    at the model's own sparsity this keeps the same edges as thresholding the
+    continuous mask (the zeroed entries are the smallest).
+    """
     if threshold is None:
-        return soft
-    return (soft > threshold).to(soft.dtype)
+        out = deterministic_mask(log_alpha, valid)
+    else:
+        out = (soft_mask(log_alpha) > threshold).double()
+    if valid is not None:
+        out = out * valid
+    return out.to(log_alpha.dtype)
 
 
 def threshold_for_keep_count(soft: torch.Tensor, keep: int) -> float:
@@ -74,7 +85,7 @@ def threshold_for_keep_count(soft: torch.Tensor, keep: int) -> float:
     start near 1 often differ by less than that, so this searches the sorted values
     instead, which hits the requested count exactly unless values tie.
     """
-    values = torch.sort(soft.detach().flatten().float(), descending=True).values
+    values = torch.sort(soft.detach().flatten().double(), descending=True).values
     n = values.numel()
     if not 0 <= keep <= n:
         raise ValueError(f"cannot keep {keep} of {n} masks")

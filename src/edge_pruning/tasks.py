@@ -314,6 +314,10 @@ def load_rows(task: Task, dataset_path: str | os.PathLike | None, split: str) ->
     if not path.exists():
         raise FileNotFoundError(f"dataset {path} does not exist (see data/scripts/prepare_*.py)")
     data = load_from_disk(str(path))
+    if split not in data and (path / f"{split}.parquet").exists():
+        from datasets import Dataset
+
+        return list(Dataset.from_parquet(str(path / f"{split}.parquet")))  # large splits ship compressed
     if split not in data:
         raise TaskDataError(f"{path} has no split {split!r}; it has {', '.join(data.keys())}")
     return list(data[split])

@@ -1,0 +1,168 @@
+"""End to end on a tiny random GPT-2 with the shipped tokenizer: every prune entry
+point, then eval, vis and draw on its output; resume; threshold search; bad input."""
+
+from __future__ import annotations
+
+import json
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from edge_pruning.evaluation import set_thresholds_for_sparsity
+from edge_pruning.pruning import COMPLETE_MARKER, last_complete_checkpoint
+from edge_pruning.sparsity import check_schedule, target_at_step
+
+REPO = Path(__file__).resolve().parents[1]
+TOKENIZER_DIR = REPO / "data" / "models" / "smollm2-135m"
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory):
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    if not (TOKENIZER_DIR / "tokenizer.json").exists():
+        subprocess.run([sys.executable, "-m", "edge_pruning.smollm2"], check=True)
+    tok = AutoTokenizer.from_pretrained(TOKENIZER_DIR)
+    torch.manual_seed(0)
+    cfg = GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=len(tok), n_positions=256, initializer_range=0.2)
+    path = tmp_path_factory.mktemp("tiny_gpt2")
+    GPT2LMHeadModel(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def run_script(rel_path: str, args: list[str]) -> None:
+    """Run a repo script in-process, as `python <script> <args>` would."""
+    argv = sys.argv
+    sys.argv = [str(REPO / rel_path), *map(str, args)]
+    try:
+        runpy.run_path(str(REPO / rel_path), run_name="__main__")
+    finally:
+        sys.argv = argv
+
+
+def prune_args(model, out, steps=4, extra=()):
+    return [
+        "--initialize_from", model, "--output_dir", out, "--max_steps", steps,
+        "--per_device_train_batch_size", 4, "--logging_steps", 1, "--save_steps", 2,
+        "--report_to", "none", "--max_train_samples", 16, "--max_eval_samples", 8,
+        "--num_sparsity_warmup_steps", 2, "--target_edge_sparsity", 0.9,
+        "--edge_learning_rate", 0.5, "--reg_edge_learning_rate", 0.5, *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "task,extra",
+    [
+        ("ioi", ["--with_embedding_nodes"]),
+        ("gt", ["--warmup_type", "logarithmic"]),
+        ("gp", ["--disable_node_loss"]),
+        ("custom", ["--dataset_path", REPO / "data" / "datasets" / "example_custom.jsonl"]),
+    ],
+)
+def test_prune_eval_vis_draw(tiny_gpt2, tmp_path, task, extra):
+    out = tmp_path / "run"
+    run_script(f"src/prune/fpt2_{task}.py", prune_args(tiny_gpt2, out, extra=extra))
+    for name in ("model.safetensors", "config.json", "edges.json", "eval_results.json", "prune.log", "log.jsonl"):
+        assert (out / name).exists(), name
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    steps = [row for row in log if "kl_loss" in row]
+    assert [row["step"] for row in steps] == [1, 2, 3, 4]
+    # the target warms up from 0 to 0.9 over two steps, then stays
+    assert steps[0]["target_edge_sparsity"] < 0.9 and steps[-1]["target_edge_sparsity"] == pytest.approx(0.9)
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["task"] == task and results["n_examples"] > 0
+    assert results["full_model"]["kl"] == 0.0 and results["circuit"]["kl"] >= -1e-6
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "fpt2"
+    assert config["with_embedding_nodes"] == ("--with_embedding_nodes" in extra)
+
+    if task != "custom":
+        eval_out = tmp_path / "eval.json"
+        run_script(f"src/eval/{task}.py", ["-m", out, "-s", "validation", "-n", 8, "-se", 0.5, "-o", eval_out])
+        ev = json.loads(eval_out.read_text())
+        assert abs(ev["edge_sparsity"] - 0.5) <= 1.0 / ev["n_edges_total"]
+        if task == "gt":
+            assert {"prob_difference", "kendall_tau", "kl"} <= set(ev["circuit"])
+        else:
+            assert {"logit_difference", "accuracy", "exact_match", "kl"} <= set(ev["circuit"])
+
+    run_script("src/modeling/vis_fpt2.py", ["-i", out, "-se", 0.8])
+    edges = json.loads((out / "edges.json").read_text())
+    assert all(isinstance(e, list) and len(e) == 2 for e in edges)
+    if edges:
+        run_script("src/modeling/draw_fpt2.py", ["-i", out / "edges.json"])
+        text = subprocess.run(["pdftotext", out / "edges.pdf", "-"], capture_output=True, text=True, check=True).stdout
+        assert "resid_post" in text and f"{len(edges)} edges" in text
+
+
+def test_resume_from_last_complete_checkpoint(tiny_gpt2, tmp_path):
+    from edge_pruning.pruning import prune_main
+
+    out = tmp_path / "run"
+    prune_main("fpt2", "ioi", list(map(str, prune_args(tiny_gpt2, out, steps=2))))
+    assert last_complete_checkpoint(out) == str(out / "checkpoint-2")
+    # A checkpoint that was cut off mid-save has no marker and is never resumed from.
+    partial = out / "checkpoint-3"
+    partial.mkdir()
+    (partial / "config.json").write_text("{")
+    assert last_complete_checkpoint(out) == str(out / "checkpoint-2")
+    prune_main("fpt2", "ioi", list(map(str, prune_args(tiny_gpt2, out, steps=4))))
+    state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4
+    assert "resuming from" in (out / "prune.log").read_text()
+    assert (out / "checkpoint-4" / COMPLETE_MARKER).exists()
+
+
+def test_threshold_search_hits_requested_sparsity_within_one_edge(tiny_gpt2):
+    from modeling.modeling_fpt2 import FPT2LMHeadModel
+
+    model = FPT2LMHeadModel.from_pretrained(tiny_gpt2, with_embedding_nodes=True)
+    n = model.circuit_graph.n_edges
+    with torch.no_grad():
+        model.circuit_masks.edge_log_alphas.normal_(0.0, 3.0)
+    for target in (0.0, 0.1, 0.37, 0.5, 0.9, 0.99, 1.0):
+        edge_sparsity, _ = set_thresholds_for_sparsity(model, edge_sparsity=target)
+        assert abs(edge_sparsity - target) <= 1.0 / n + 1e-9
+    # without a request, the circuit keeps the model's own (soft) sparsity
+    model.set_edge_threshold_for_deterministic(None)
+    soft = model.get_edge_sparsity()
+    edge_sparsity, _ = set_thresholds_for_sparsity(model)
+    assert abs(edge_sparsity - soft) <= 1.0 / n + 1e-9
+    with pytest.raises(ValueError, match="sparsity"):
+        set_thresholds_for_sparsity(model, edge_sparsity=1.5)
+
+
+def test_warmup_schedules():
+    assert target_at_step(0.0, 1.1, 0, 100) == 0.0
+    assert target_at_step(0.0, 1.1, 50, 100) == pytest.approx(0.55)
+    assert target_at_step(0.0, 1.1, 500, 100) == 1.1
+    # logarithmic: 1 - s moves geometrically from 1 - start to 1 - target
+    assert 1 - target_at_step(0.0, 0.99, 50, 100, "logarithmic") == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="logarithmic"):
+        check_schedule(0.0, 1.02, "logarithmic")
+    with pytest.raises(ValueError, match="start_edge_sparsity"):
+        check_schedule(1.2, 0.5, "linear")
+
+
+def test_bad_flags_get_clear_errors(tiny_gpt2, tmp_path):
+    from edge_pruning.pruning import prune_main
+
+    base = list(map(str, prune_args(tiny_gpt2, tmp_path / "x")))
+    with pytest.raises(ValueError, match="logarithmic"):
+        prune_main("fpt2", "ioi", base + ["--warmup_type", "logarithmic", "--target_edge_sparsity", "1.05"])
+    with pytest.raises(ValueError, match="ablation"):
+        prune_main("fpt2", "ioi", base + ["--ablation", "resample"])
+    with pytest.raises(ValueError, match="max_seq_length"):
+        prune_main("fpt2", "ioi", base + ["--max_seq_length", "5"])
+
+
+def test_mean_ablation_runs_and_differs_from_interchange(tiny_gpt2, tmp_path):
+    from edge_pruning.pruning import prune_main
+
+    a = prune_main("fpt2", "ioi", list(map(str, prune_args(tiny_gpt2, tmp_path / "mean", steps=2, extra=["--ablation", "mean"]))))
+    assert a.n_examples == 8 and a.circuit["kl"] >= -1e-6
