@@ -251,8 +251,8 @@ def test_fast_path_matches_literal_reference(hf_dir, inputs, with_embedding_node
     edges = torch.rand(graph.n_readers, graph.n_writers, generator=g).requires_grad_()
     nodes = torch.rand(graph.n_writers, generator=g).requires_grad_()
     valid = graph.edge_valid.float()
-    model.transformer.effective_masks = lambda: edges * valid * nodes[None, :]
-    ours = model(clean, corr_x=corr_x).logits
+    with model.masks_override(edges * nodes[None, :]):
+        ours = model(clean, corr_x=corr_x).logits
     ref = reference_fpt2_logits(model, clean, edges, nodes, corr_x)
     assert (ours - ref).abs().max() <= TOL
     weights = torch.randn_like(ours)

@@ -42,6 +42,9 @@ class CircuitMasks(nn.Module):
         self.edge_threshold: float | None = None
         self.node_threshold: float | None = None
         self._edge_valid: torch.Tensor | None = None
+        # Forward-time state, held here so every wrapper of the model shares it.
+        self.enabled = True  # False: run as the full model
+        self.override: torch.Tensor | None = None  # explicit (readers x writers) masks
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -124,7 +127,6 @@ class CircuitModelMixin:
     """The circuit API, for a model holding `circuit_masks` (a `CircuitMasks`)."""
 
     circuit_masks: CircuitMasks
-    _masks_enabled: bool = True
     # Model types whose checkpoints this class loads; set by each model class.
     accepted_model_types: tuple[str, ...] = ()
 
@@ -180,28 +182,50 @@ class CircuitModelMixin:
     @contextlib.contextmanager
     def full_model(self) -> Iterator[None]:
         """Run as the unpruned model (no masks) inside the block; restores the state after."""
-        previous = self._masks_enabled
-        self._masks_enabled = False
+        masks = self.circuit_masks
+        previous = masks.enabled
+        masks.enabled = False
         try:
             yield
         finally:
-            self._masks_enabled = previous
+            masks.enabled = previous
+
+    @contextlib.contextmanager
+    def masks_override(self, edge_masks: torch.Tensor) -> Iterator[None]:
+        """Inside the block, the circuit uses exactly these (readers x writers) masks
+        (node masks folded in), e.g. ones requiring grad for attribution patching."""
+        graph = self.circuit_graph
+        if tuple(edge_masks.shape) != (graph.n_readers, graph.n_writers):
+            raise ValueError(f"masks must be {(graph.n_readers, graph.n_writers)}, got {tuple(edge_masks.shape)}")
+        masks = self.circuit_masks
+        previous = masks.override
+        masks.override = edge_masks
+        try:
+            yield
+        finally:
+            masks.override = previous
 
     def effective_masks(self) -> torch.Tensor:
         """Edge masks with the writers' node masks folded in: m_rw * z_w."""
         masks = self.circuit_masks
+        if masks.override is not None:
+            return masks.override * masks.edge_valid
         return masks.edge_masks() * masks.node_masks()[None, :]
 
     def make_mixer(
-        self, always_on: torch.Tensor, corr_x: torch.Tensor | None, output_writer_states: bool
+        self,
+        always_on: torch.Tensor,
+        corr_x: torch.Tensor | None,
+        output_writer_states: bool,
+        mask_grad_deltas: torch.Tensor | None = None,
     ) -> ResidualMixer:
         """The residual stream for one forward: plain for the full model or writer states."""
-        use_masks = self._masks_enabled and not output_writer_states
+        use_masks = self.circuit_masks.enabled and not output_writer_states
         if corr_x is not None and not use_masks and not output_writer_states:
             raise ValueError("corr_x was given to the full model (masks disabled); it would be ignored")
         if use_masks:
             masks = self.effective_masks().to(always_on.dtype)
-            return ResidualMixer(self.circuit_graph, always_on, masks, corr_x)
+            return ResidualMixer(self.circuit_graph, always_on, masks, corr_x, mask_grad_deltas=mask_grad_deltas)
         return ResidualMixer(self.circuit_graph, always_on, keep_writer_states=output_writer_states)
 
     def sparsity_outputs(self, target_edge_sparsity: float | None, target_node_sparsity: float | None) -> dict:

@@ -19,12 +19,17 @@ from .graph import CircuitGraph, Site
 
 
 class _SiteRead(torch.autograd.Function):
-    """out = masks @ buffer[:p] + base, with gradients routed to the writer blocks."""
+    """out = masks @ buffer[:p] + base, with gradients routed to the writer blocks.
+
+    The mask gradient is G @ deltas^T with the buffer's deltas, or with
+    `grad_prefix` where given (attribution methods that score clean deltas at other
+    points of a path).
+    """
 
     @staticmethod
-    def forward(ctx, masks, base, buffer_prefix, block_sizes, *blocks):
+    def forward(ctx, masks, base, buffer_prefix, grad_prefix, block_sizes, *blocks):
         ctx.save_for_backward(masks)
-        ctx.buffer_prefix = buffer_prefix
+        ctx.buffer_prefix = buffer_prefix if grad_prefix is None else grad_prefix
         ctx.block_sizes = block_sizes
         ctx.block_shapes = [b.shape for b in blocks]
         flat = buffer_prefix.flatten(1)
@@ -40,14 +45,14 @@ class _SiteRead(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_masks = (grad_flat @ flat.t()).to(masks.dtype)
         grad_blocks: list[torch.Tensor | None] = [None] * len(ctx.block_sizes)
-        if any(ctx.needs_input_grad[4:]):
+        if any(ctx.needs_input_grad[5:]):
             grad_buffer = masks.t().to(grad_flat.dtype) @ grad_flat
             start = 0
             for i, (size, shape) in enumerate(zip(ctx.block_sizes, ctx.block_shapes)):
-                if ctx.needs_input_grad[4 + i]:
+                if ctx.needs_input_grad[5 + i]:
                     grad_blocks[i] = grad_buffer[start : start + size].view(shape)
                 start += size
-        return (grad_masks, None, None, None, *grad_blocks)
+        return (grad_masks, None, None, None, None, *grad_blocks)
 
 
 class ResidualMixer:
@@ -58,7 +63,8 @@ class ResidualMixer:
     site returns (readers, B, S, D). `corrupted` holds the writers' outputs on the
     corrupted input (W, B, S, D), broadcastable in B and S (mean ablation), or None
     for zero ablation. `always_on` is added to every reader and is not a writer (the
-    embeddings when they are not nodes).
+    embeddings when they are not nodes). `mask_grad_deltas` (W, B, S, D), if given,
+    replaces x_w - c_w in the mask gradient only (EAP-IG over inputs).
     """
 
     def __init__(
@@ -68,10 +74,12 @@ class ResidualMixer:
         edge_masks: torch.Tensor | None = None,
         corrupted: torch.Tensor | None = None,
         keep_writer_states: bool = False,
+        mask_grad_deltas: torch.Tensor | None = None,
     ) -> None:
         self.graph = graph
         self.edge_masks = edge_masks
         self.corrupted = corrupted
+        self.mask_grad_deltas = mask_grad_deltas
         self.n_written = 0
         self.blocks: list[torch.Tensor] = []
         if corrupted is not None and corrupted.shape[0] != graph.n_writers:
@@ -131,7 +139,9 @@ class ResidualMixer:
             return self.residual.unsqueeze(0)
         masks = self.edge_masks[site.reader_start : site.reader_stop, : site.n_writers_before]
         sizes = tuple(b.shape[0] for b in self.blocks)
-        return _SiteRead.apply(masks, self.residual, self.buffer[: site.n_writers_before], sizes, *self.blocks)
+        p = site.n_writers_before
+        grad_prefix = None if self.mask_grad_deltas is None else self.mask_grad_deltas[:p]
+        return _SiteRead.apply(masks, self.residual, self.buffer[:p], grad_prefix, sizes, *self.blocks)
 
     def writer_states(self) -> torch.Tensor:
         """Every writer's clean output, (W, B, S, D): the `corr_x` of a later pruned run."""

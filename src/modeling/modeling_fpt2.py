@@ -143,6 +143,7 @@ class FPT2Model(FPT2PreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         corr_x: torch.Tensor | None = None,
         output_writer_states: bool = False,
+        mask_grad_deltas: torch.Tensor | None = None,
         target_edge_sparsity: float | None = None,
         target_node_sparsity: float | None = None,
         **kwargs,
@@ -154,10 +155,10 @@ class FPT2Model(FPT2PreTrainedModel):
         tok = self.wte(input_ids) if inputs_embeds is None else inputs_embeds
         pos = self.wpe(position_ids).expand_as(tok)
         if self.config.with_embedding_nodes:
-            mixer = self.make_mixer(torch.zeros_like(tok), corr_x, output_writer_states)
+            mixer = self.make_mixer(torch.zeros_like(tok), corr_x, output_writer_states, mask_grad_deltas)
             mixer.write(torch.stack([tok, pos]), count=2)
         else:
-            mixer = self.make_mixer(tok + pos, corr_x, output_writer_states)
+            mixer = self.make_mixer(tok + pos, corr_x, output_writer_states, mask_grad_deltas)
         mask = attention_mask_from_padding(attention_mask, S)
         for block in self.h:
             block(mixer, mask)
@@ -183,9 +184,6 @@ class FPT2LMHeadModel(FPT2PreTrainedModel):
     @property
     def circuit_masks(self) -> CircuitMasks:
         return self.transformer.circuit_masks
-
-    def full_model(self):
-        return self.transformer.full_model()
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
