@@ -1,4 +1,4 @@
-"""A literal, slow implementation of method.md §2 for GPT-2, to check the fast path.
+"""Literal, slow implementations of method.md §2 (GPT-2, Llama), to check the fast paths.
 
 Every reader sums every writer before it, one by one:
     in_r = sum_w [ m_rw * x~_w + (1 - m_rw) * c_w ],   x~_w = z_w x_w + (1 - z_w) c_w
@@ -72,3 +72,78 @@ def reference_fpt2_logits(model, input_ids, edge_masks, node_masks, corr_x=None)
             add_writer(out)
         add_writer(block.mlp(block.ln_2(read(f"m{layer}"))))
     return model.lm_head(tf.ln_f(read("resid_post")))
+
+
+def _rms_norm(x, norm):
+    """Llama's RMSNorm, written out."""
+    return norm.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon))
+
+
+def _rotate(x, cos, sin):
+    """Rotary embedding of (B, S, dh) by cos/sin (B, S, dh): x cos + rotate_half(x) sin."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+def reference_fllama_logits(model, input_ids, edge_masks, node_masks, corr_x=None):
+    """Logits of an FLlamaForCausalLM's circuit, given explicit (readers x writers)
+    edge masks and per-writer node masks. Every Q reader, every K/V reader of a
+    key/value head and every MLP input is mixed and normed on its own; query head h
+    attends with the K and V of key/value head h // (n_heads / n_kv_heads)."""
+    llama = model.model
+    cfg = model.config
+    graph = model.circuit_graph
+    B, S = input_ids.shape
+    H, G, dh = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+    group = H // G
+    embeds = llama.embed_tokens(input_ids)
+    cos, sin = llama.rotary_emb(embeds, torch.arange(S)[None])
+    clean: list[torch.Tensor] = []  # x~_w, node mask applied
+    corrupted: list[torch.Tensor] = []
+
+    def add_writer(x):
+        w = len(clean)
+        c = torch.zeros_like(x) if corr_x is None else corr_x[w]
+        z = node_masks[w]
+        clean.append(z * x + (1 - z) * c)
+        corrupted.append(c)
+
+    if cfg.with_embedding_nodes:
+        add_writer(embeds)
+        always = torch.zeros_like(embeds)
+    else:
+        always = embeds
+
+    def read(reader_name):
+        r = graph.reader_index[reader_name]
+        total = always
+        for w in range(len(clean)):
+            m = edge_masks[r, w]
+            total = total + m * clean[w] + (1 - m) * corrupted[w]
+        return total
+
+    def head_input(proj, reader_name, head, norm):
+        rows = slice(head * dh, (head + 1) * dh)
+        out = _rms_norm(read(reader_name), norm) @ proj.weight[rows].t()
+        return out if proj.bias is None else out + proj.bias[rows]
+
+    causal = torch.tril(torch.ones(S, S, dtype=torch.bool))
+    for layer, block in enumerate(llama.layers):
+        attn, ln = block.self_attn, block.input_layernorm
+        qs = [_rotate(head_input(attn.q_proj, f"a{layer}.h{h}.q", h, ln), cos, sin) for h in range(H)]
+        ks = [_rotate(head_input(attn.k_proj, f"a{layer}.h{g}.k", g, ln), cos, sin) for g in range(G)]
+        vs = [head_input(attn.v_proj, f"a{layer}.h{g}.v", g, ln) for g in range(G)]
+        outs = []
+        for h in range(H):
+            scores = qs[h] @ ks[h // group].transpose(-1, -2) / math.sqrt(dh)
+            scores = scores.masked_fill(~causal, float("-inf"))
+            z = F.softmax(scores, dim=-1) @ vs[h // group]
+            out = z @ attn.o_proj.weight[:, h * dh : (h + 1) * dh].t()
+            outs.append(out if attn.o_proj.bias is None else out + attn.o_proj.bias / H)
+        for out in outs:
+            add_writer(out)
+        mlp = block.mlp
+        x = _rms_norm(read(f"m{layer}"), block.post_attention_layernorm)
+        add_writer(mlp.down_proj(mlp.act_fn(mlp.gate_proj(x)) * mlp.up_proj(x)))
+    return model.lm_head(_rms_norm(read("resid_post"), llama.norm))

@@ -27,7 +27,7 @@ from transformers.models.llama.modeling_llama import (
 )
 
 from edge_pruning.attention import attention_mask_from_padding, scaled_dot_product
-from edge_pruning.circuit import CircuitMasks, CircuitModelMixin, CircuitModelOutput
+from edge_pruning.circuit import CircuitMasks, CircuitModelMixin, CircuitModelOutput, gather_positions
 from edge_pruning.graph import CircuitGraph
 from edge_pruning.mixing import ResidualMixer
 
@@ -122,7 +122,13 @@ class FLlamaDecoderLayer(nn.Module):
         self.gradient_checkpointing = False
         self._gradient_checkpointing_func: Callable | None = None
 
-    def _attend(self, x: torch.Tensor, position_embeddings, mask: torch.Tensor | None, per_head: bool) -> torch.Tensor:
+    def _attend(
+        self,
+        x: torch.Tensor,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor],
+        mask: torch.Tensor | None,
+        per_head: bool,
+    ) -> torch.Tensor:
         return self.self_attn(self.input_layernorm(x), position_embeddings, mask, per_head)
 
     def _feed_forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -135,7 +141,9 @@ class FLlamaDecoderLayer(nn.Module):
             return self._gradient_checkpointing_func(fn, *args)
         return fn(*args)
 
-    def forward(self, mixer: ResidualMixer, position_embeddings, mask: torch.Tensor | None) -> None:
+    def forward(
+        self, mixer: ResidualMixer, position_embeddings: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None
+    ) -> None:
         attn_site, mlp_site = mixer.graph.sites[2 * self.layer], mixer.graph.sites[2 * self.layer + 1]
         heads = self._run(self._attend, mixer.read(attn_site), position_embeddings, mask, mixer.per_writer)
         mixer.write(heads, count=self.self_attn.n_heads)
@@ -238,9 +246,12 @@ class FLlamaForCausalLM(FLlamaPreTrainedModel):
     def set_output_embeddings(self, value: nn.Linear) -> None:
         self.lm_head = value
 
-    def forward(self, input_ids: torch.Tensor | None = None, **kwargs) -> CircuitModelOutput:
+    def forward(
+        self, input_ids: torch.Tensor | None = None, output_positions: torch.Tensor | None = None, **kwargs
+    ) -> CircuitModelOutput:
         """Logits of the circuit (masked) or, under `full_model()` or with
-        `output_writer_states=True`, of the full model."""
+        `output_writer_states=True`, of the full model. `output_positions` (B, P)
+        restricts the logits to those positions (B, P, V): Llama vocabularies are large."""
         out = self.model(input_ids, **kwargs)
-        out.logits = self.lm_head(out.logits)
+        out.logits = self.lm_head(gather_positions(out.logits, output_positions))
         return out
