@@ -305,10 +305,13 @@ class CircuitModelMixin:
         off, every node on. Accepts a list of pairs or the path of an edges JSON."""
         if isinstance(edges, (str, os.PathLike)):
             edges = load_edges_json(edges)
-        chosen = self.circuit_graph.edge_matrix(edges)
+        self.set_circuit(self.circuit_graph.edge_matrix(edges))
+
+    def set_circuit(self, chosen: torch.Tensor) -> None:
+        """Like `load_edges`, from a 0/1 (readers x writers) matrix."""
         masks = self.circuit_masks
         with torch.no_grad():
-            masks.edge_log_alphas.copy_((chosen * 2 - 1) * FORCED_LOG_ALPHA)
+            masks.edge_log_alphas.copy_(((chosen != 0).float() * 2 - 1) * FORCED_LOG_ALPHA)
             masks.node_log_alphas.fill_(FORCED_LOG_ALPHA)
         self.set_edge_threshold_for_deterministic(0.5)
         self.set_node_threshold_for_deterministic(0.5)

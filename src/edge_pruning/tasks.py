@@ -77,6 +77,13 @@ class Task:
         valid = batch["position_valid"].float()
         return (kl * valid).sum() / valid.sum()
 
+    def attribution_metric(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
+        """The per-example quantity attribution methods differentiate (KL has zero
+        gradient at the full model): here the mean log-probability of the targets."""
+        logp = F.log_softmax(logits.float(), -1).gather(-1, batch["targets"].clamp(min=0)[..., None]).squeeze(-1)
+        valid = batch["position_valid"].float()
+        return (logp * valid).sum(1) / valid.sum(1)
+
     def metrics(self, circuit_logits: torch.Tensor, full_logits: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
         """Per-example metrics of the circuit, and of the full model as `full_*`.
 
@@ -122,17 +129,15 @@ class ChoiceTask(Task):
             )
         return out
 
+    def attribution_metric(self, logits, batch):
+        """Logit difference, right answer minus wrong answer."""
+        first = logits[:, 0].float()
+        return (first.gather(1, batch["targets"][:, :1]) - first.gather(1, batch["distractor"][:, None])).squeeze(1)
+
     def metrics(self, circuit_logits, full_logits, batch):
         out = super().metrics(circuit_logits, full_logits, batch)
-        target = batch["targets"][:, :1]
-        distractor = batch["distractor"][:, None]
-
-        def diff(logits):
-            first = logits[:, 0].float()
-            return (first.gather(1, target) - first.gather(1, distractor)).squeeze(1)
-
-        out["logit_difference"] = diff(circuit_logits)
-        out["full_logit_difference"] = diff(full_logits)
+        out["logit_difference"] = self.attribution_metric(circuit_logits, batch)
+        out["full_logit_difference"] = self.attribution_metric(full_logits, batch)
         out["accuracy"] = (out["logit_difference"] > 0).float()
         out["full_accuracy"] = (out["full_logit_difference"] > 0).float()
         return out
@@ -242,6 +247,11 @@ class GreaterThanTask(Task):
         greater = (p1 * (d > x1)).sum(-1) + p_x1 * (p2 * (d > x2)).sum(-1)
         not_greater = (p1 * (d < x1)).sum(-1) + p_x1 * (p2 * (d <= x2)).sum(-1)
         return greater, not_greater
+
+    def attribution_metric(self, logits, batch):
+        """Probability difference P(YY > XX) - P(YY <= XX)."""
+        greater, not_greater = self.prob_greater(logits, batch)
+        return greater - not_greater
 
     def metrics(self, circuit_logits, full_logits, batch):
         from scipy.stats import kendalltau

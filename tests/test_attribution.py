@@ -1,0 +1,158 @@
+"""EAP / EAP-IG scores and circuit selection on a tiny GPT-2."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from edge_pruning.attribution import edge_attribution
+from edge_pruning.faithfulness import area_summaries, circuit_metric
+from edge_pruning.selection import greedy_connected_edges, top_n_edges
+from edge_pruning.tasks import Encoded, IOITask, collate
+from modeling.modeling_fpt2 import FPT2LMHeadModel
+
+VOCAB = 61
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    torch.manual_seed(0)
+    cfg = GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=VOCAB, n_positions=32, initializer_range=0.3)
+    path = tmp_path_factory.mktemp("gpt2")
+    GPT2LMHeadModel(cfg).save_pretrained(path)
+    m = FPT2LMHeadModel.from_pretrained(path, with_embedding_nodes=True).eval()
+    m.freeze_model_weights()
+    return m
+
+
+@pytest.fixture(scope="module")
+def examples():
+    g = torch.Generator().manual_seed(5)
+    out = []
+    for _ in range(6):
+        ids = torch.randint(0, VOCAB, (7,), generator=g).tolist()
+        corr = torch.randint(0, VOCAB, (7,), generator=g).tolist()
+        target, wrong = torch.randint(0, VOCAB, (2,), generator=g).tolist()
+        out.append(Encoded(ids, corr, [6], [target], wrong))
+    return out
+
+
+def metric_with_masks(model, task, examples, masks):
+    """Mean task metric with explicit masks (corrupted states patched in)."""
+    batch = collate(examples, 0)
+    with torch.no_grad():
+        corr_x = model(batch["corr_input_ids"], attention_mask=batch["attention_mask"], output_writer_states=True).writer_states
+        with model.masks_override(masks):
+            logits = model(batch["input_ids"], attention_mask=batch["attention_mask"], output_positions=batch["positions"], corr_x=corr_x).logits
+    return task.attribution_metric(logits, batch).mean().item()
+
+
+def test_eap_is_the_mask_gradient_at_the_full_model(model, examples):
+    """Central finite differences of the metric in single edge masks."""
+    task = IOITask()
+    scores = edge_attribution(model, task, examples, "eap", batch_size=6, show_progress=False).scores
+    graph = model.circuit_graph
+    ones = torch.ones(graph.n_readers, graph.n_writers)
+    big = torch.topk((scores.abs() * graph.edge_valid).flatten(), 5).indices
+    eps = 1e-2
+    for idx in big.tolist():
+        r, w = divmod(idx, graph.n_writers)
+        up, down = ones.clone(), ones.clone()
+        up[r, w] += eps
+        down[r, w] -= eps
+        fd = (metric_with_masks(model, task, examples, up) - metric_with_masks(model, task, examples, down)) / (2 * eps)
+        assert fd == pytest.approx(scores[r, w].item(), rel=2e-2, abs=1e-4)
+
+
+def test_eap_predicts_single_edge_ablation_on_edges_into_the_output(model, examples):
+    """Removing one edge into resid_post: the first-order estimate has the sign of
+    the true change and ranks the largest effects first."""
+    task = IOITask()
+    scores = edge_attribution(model, task, examples, "eap", batch_size=6, show_progress=False).scores
+    graph = model.circuit_graph
+    r = graph.reader_index["resid_post"]
+    ones = torch.ones(graph.n_readers, graph.n_writers)
+    full = metric_with_masks(model, task, examples, ones)
+    true_effects = []
+    for w in range(graph.n_writers):
+        cut = ones.clone()
+        cut[r, w] = 0.0
+        true_effects.append(full - metric_with_masks(model, task, examples, cut))
+    true_effects = torch.tensor(true_effects)
+    est = scores[r]
+    strong = true_effects.abs() > 0.2 * true_effects.abs().max()
+    assert strong.sum() >= 2
+    assert torch.equal(torch.sign(est[strong]), torch.sign(true_effects[strong]))
+    assert torch.argmax(est.abs()) == torch.argmax(true_effects.abs())
+
+
+def test_eap_ig_with_one_step_equals_eap(model, examples):
+    task = IOITask()
+    eap = edge_attribution(model, task, examples, "eap", batch_size=4, show_progress=False).scores
+    ig = edge_attribution(model, task, examples, "eap-ig-inputs", steps=1, batch_size=4, show_progress=False).scores
+    assert torch.allclose(eap, ig, atol=1e-6, rtol=1e-5)
+
+
+def test_eap_ig_activations_is_complete(model, examples):
+    """Integrated gradients in mask space sum to metric(full) - metric(all removed)."""
+    task = IOITask()
+    graph = model.circuit_graph
+    scores = edge_attribution(model, task, examples, "eap-ig-activations", steps=40, batch_size=6, show_progress=False).scores
+    ones = torch.ones(graph.n_readers, graph.n_writers)
+    gap = metric_with_masks(model, task, examples, ones) - metric_with_masks(model, task, examples, torch.zeros_like(ones))
+    assert scores.sum().item() == pytest.approx(gap, rel=2e-2, abs=1e-3)
+
+
+def test_eap_ig_inputs_differs_from_eap_with_more_steps(model, examples):
+    task = IOITask()
+    eap = edge_attribution(model, task, examples, "eap", batch_size=6, show_progress=False).scores
+    ig = edge_attribution(model, task, examples, "eap-ig-inputs", steps=5, batch_size=6, show_progress=False).scores
+    assert not torch.allclose(eap, ig, atol=1e-4)
+    assert (ig * ~model.circuit_graph.edge_valid).abs().sum() == 0
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 50])
+def test_top_n_keeps_exactly_n(model, n):
+    graph = model.circuit_graph
+    scores = torch.randn(graph.n_readers, graph.n_writers)
+    chosen = top_n_edges(graph, scores, n)
+    assert int(chosen.sum()) == n
+    assert not (chosen.bool() & ~graph.edge_valid).any()
+    if n:
+        kept = scores.abs()[chosen.bool()]
+        dropped = scores.abs()[graph.edge_valid & ~chosen.bool()]
+        assert kept.min() >= dropped.max()
+
+
+@pytest.mark.parametrize("n", [1, 5, 20])
+def test_greedy_selection_is_connected_to_the_output(model, n):
+    graph = model.circuit_graph
+    scores = torch.randn(graph.n_readers, graph.n_writers)
+    chosen = greedy_connected_edges(graph, scores, n)
+    assert int(chosen.sum()) == n
+    # every chosen edge's writer reaches resid_post through chosen edges
+    on_path = torch.zeros(graph.n_writers, dtype=torch.bool)
+    for w in range(graph.n_writers - 1, -1, -1):
+        readers = chosen[:, w].bool()
+        into_output = readers[graph.reader_index["resid_post"]]
+        into_kept_node = (readers[:, None] & graph.feeds & on_path[None, :]).any()
+        on_path[w] = bool(into_output or into_kept_node)
+    writers_used = chosen.bool().any(0)
+    assert torch.equal(on_path & writers_used, writers_used)
+
+
+def test_area_summaries():
+    assert area_summaries([0.0, 0.5, 1.0], [1.0, 1.0, 1.0]) == {"CPR": 1.0, "CMD": 0.0}
+    assert area_summaries([0.0, 1.0], [0.0, 1.0]) == pytest.approx({"CPR": 0.5, "CMD": 0.5})
+
+
+def test_full_and_empty_circuits_bracket_the_metric(model, examples):
+    task = IOITask()
+    graph = model.circuit_graph
+    full_metric, full_kl = circuit_metric(model, task, examples, None, 6, 0)
+    all_edges = graph.edge_valid.float()
+    same_metric, same_kl = circuit_metric(model, task, examples, all_edges, 6, 0)
+    assert same_metric == pytest.approx(full_metric, abs=1e-4) and abs(same_kl) < 1e-5
+    _, empty_kl = circuit_metric(model, task, examples, torch.zeros_like(all_edges), 6, 0)
+    assert empty_kl > 1e-3
