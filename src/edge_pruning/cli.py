@@ -35,9 +35,9 @@ def load_circuit_model(path: str, with_embedding_nodes: bool, arch: str | None =
     return model.to(device).eval()
 
 
-def eval_parser(description: str) -> argparse.ArgumentParser:
+def eval_parser(description: str, model_flags: tuple[str, ...] = ("-m", "--model")) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("-m", "--model", required=True, help="pruned checkpoint, or any checkpoint of the architecture")
+    p.add_argument(*model_flags, dest="model", required=True, help="pruned checkpoint, or any checkpoint of the architecture")
     p.add_argument("-w", "--with-embedding-nodes", action="store_true", help="embeddings are nodes (plain checkpoints)")
     p.add_argument("-d", "--data", default=None, help="dataset directory (default: the task's shipped data)")
     p.add_argument("-s", "--split", default="test")
@@ -54,8 +54,10 @@ def eval_parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def eval_main(task_name: str, argv: list[str] | None = None, description: str = "Evaluate a circuit"):
-    """Entry point of every `src/eval/<task>.py` script."""
+def eval_main(task_name: str | None, argv: list[str] | None = None, description: str = "Evaluate a circuit"):
+    """Entry point of every `src/eval/<task>.py` script. Without a task name, the
+    Boolean-expressions evaluation: `-m fewshot|instruction` picks the prompt format
+    and `-p` names the checkpoint (the original's flags)."""
     from transformers import AutoTokenizer
 
     from .ablation import mean_writer_states
@@ -63,7 +65,13 @@ def eval_main(task_name: str, argv: list[str] | None = None, description: str = 
     from .pruning import encode_split, pad_token_id
     from .tasks import get_task
 
-    args = eval_parser(description).parse_args(argv)
+    if task_name is None:
+        parser = eval_parser(description, ("-p", "--model-path"))
+        parser.add_argument("-m", "--mode", choices=["fewshot", "instruction"], default="fewshot")
+        args = parser.parse_args(argv)
+        task_name = "boolean_expressions_fs" if args.mode == "fewshot" else "boolean_expressions_ip"
+    else:
+        args = eval_parser(description).parse_args(argv)
     task = get_task(task_name)
     model = load_circuit_model(args.model, args.with_embedding_nodes, device=args.device)
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.model)
@@ -95,24 +103,40 @@ def eval_main(task_name: str, argv: list[str] | None = None, description: str = 
 
 
 def vis_main(argv: list[str] | None = None, arch: str | None = None):
-    """`vis_fpt2.py -i checkpoint [-w]`: binarise at the model's sparsity, write edges.json."""
+    """`vis_*.py -i checkpoint [-w]`: binarise at the model's sparsity, write edges.json.
+    `-m1 A -m2 B -o out.json`: the edges the circuits of A and B share."""
     from .evaluation import set_thresholds_for_sparsity
 
-    p = argparse.ArgumentParser(description="Export a pruned checkpoint's circuit as edges.json")
-    p.add_argument("-i", "--in-path", required=True, help="pruned checkpoint directory")
+    p = argparse.ArgumentParser(description="Export a pruned checkpoint's circuit as edges.json, or intersect two")
+    p.add_argument("-i", "--in-path", help="pruned checkpoint directory")
+    p.add_argument("-m1", "--model1", help="first checkpoint of an intersection")
+    p.add_argument("-m2", "--model2", help="second checkpoint of an intersection")
     p.add_argument("-w", "--with-embedding-nodes", action="store_true")
     p.add_argument("-o", "--out-path", default=None, help="default: <checkpoint>/edges.json")
     p.add_argument("-se", "--edge-sparsity", type=float, default=None)
     p.add_argument("-sn", "--node-sparsity", type=float, default=None)
     p.add_argument("--no-sanitize", action="store_true", help="keep edges not connected to both inputs and output")
     args = p.parse_args(argv)
-    model = load_circuit_model(args.in_path, args.with_embedding_nodes, arch=arch)
-    edge_sparsity, node_sparsity = set_thresholds_for_sparsity(model, args.edge_sparsity, args.node_sparsity)
-    edges = model.get_edges(sanitize=not args.no_sanitize)
-    out = Path(args.out_path) if args.out_path else Path(args.in_path) / "edges.json"
+    if bool(args.model1) != bool(args.model2) or bool(args.in_path) == bool(args.model1):
+        p.error("give either -i CHECKPOINT or both -m1 and -m2")
+
+    def circuit(path: str) -> list[tuple[str, str]]:
+        model = load_circuit_model(path, args.with_embedding_nodes, arch=arch)
+        edge_sparsity, node_sparsity = set_thresholds_for_sparsity(model, args.edge_sparsity, args.node_sparsity)
+        edges = model.get_edges(sanitize=not args.no_sanitize)
+        print(f"{path}: {len(edges)} edges (edge sparsity {edge_sparsity:.4f}, node sparsity {node_sparsity:.4f}, {len(model.get_edges())} before sanitising)")
+        return edges
+
+    if args.in_path:
+        edges = circuit(args.in_path)
+        out = Path(args.out_path) if args.out_path else Path(args.in_path) / "edges.json"
+    else:
+        second = set(circuit(args.model2))
+        edges = [e for e in circuit(args.model1) if e in second]
+        if not args.out_path:
+            p.error("-o is required for an intersection")
+        out = Path(args.out_path)
+        print(f"{len(edges)} edges shared")
     save_edges_json(out, edges)
-    print(
-        f"{len(edges)} edges (edge sparsity {edge_sparsity:.4f}, node sparsity {node_sparsity:.4f}, "
-        f"{len(model.get_edges())} before sanitising) written to {out}"
-    )
+    print(f"{len(edges)} edges written to {out}")
     return edges

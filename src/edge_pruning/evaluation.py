@@ -98,7 +98,13 @@ def corrupted_states(model, batch: dict, ablation: str = "interchange", mean_sta
             raise ValueError("mean ablation needs mean writer states")
         return mean_states
     with torch.no_grad():
-        return model(batch["corr_input_ids"], attention_mask=batch["attention_mask"], output_writer_states=True).writer_states
+        # Logits only at the scored positions: the states are what is wanted here.
+        return model(
+            batch["corr_input_ids"],
+            attention_mask=batch["attention_mask"],
+            output_positions=batch["positions"],
+            output_writer_states=True,
+        ).writer_states
 
 
 def to_device(batch: dict, device) -> dict:

@@ -18,19 +18,40 @@ import torch
 from .graph import CircuitGraph, Site
 
 
+class _GradientAccumulator:
+    """dL/d(delta_w) for every writer, summed over the sites that read it.
+
+    Each site adds its share in place (one addmm into the prefix); the earliest
+    reader of a block, whose backward runs after every later site's (its output
+    feeds the next block, which all later sites read), hands the finished sum to
+    autograd. This replaces one gradient per (site, block) pair, which autograd
+    would otherwise allocate and add up.
+    """
+
+    def __init__(self) -> None:
+        self.grad: torch.Tensor | None = None
+
+    def add(self, prefix: int, masks_t: torch.Tensor, grad_flat: torch.Tensor, n_writers: int) -> torch.Tensor:
+        if self.grad is None:
+            self.grad = grad_flat.new_zeros(n_writers, grad_flat.shape[1])
+        return self.grad[:prefix].addmm_(masks_t, grad_flat)
+
+
 class _SiteRead(torch.autograd.Function):
     """out = masks @ buffer[:p] + base, with gradients routed to the writer blocks.
 
     The mask gradient is G @ deltas^T with the buffer's deltas, or with
     `grad_prefix` where given (attribution methods that score clean deltas at other
-    points of a path).
+    points of a path). `first_new_block` is the index of the first block this site
+    is the earliest reader of.
     """
 
     @staticmethod
-    def forward(ctx, masks, base, buffer_prefix, grad_prefix, block_sizes, *blocks):
+    def forward(ctx, masks, base, buffer_prefix, grad_prefix, accumulator, layout, *blocks):
         ctx.save_for_backward(masks)
         ctx.buffer_prefix = buffer_prefix if grad_prefix is None else grad_prefix
-        ctx.block_sizes = block_sizes
+        ctx.accumulator = accumulator
+        ctx.layout = layout  # (block sizes, first new block, writers in the graph)
         ctx.block_shapes = [b.shape for b in blocks]
         flat = buffer_prefix.flatten(1)
         out = torch.addmm(base.flatten().unsqueeze(0), masks.to(flat.dtype), flat)
@@ -39,20 +60,21 @@ class _SiteRead(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         (masks,) = ctx.saved_tensors
+        sizes, first_new, n_writers = ctx.layout
         flat = ctx.buffer_prefix.flatten(1)
         grad_flat = grad_out.reshape(grad_out.shape[0], -1)
         grad_masks = None
         if ctx.needs_input_grad[0]:
             grad_masks = (grad_flat @ flat.t()).to(masks.dtype)
-        grad_blocks: list[torch.Tensor | None] = [None] * len(ctx.block_sizes)
-        if any(ctx.needs_input_grad[5:]):
-            grad_buffer = masks.t().to(grad_flat.dtype) @ grad_flat
-            start = 0
-            for i, (size, shape) in enumerate(zip(ctx.block_sizes, ctx.block_shapes)):
-                if ctx.needs_input_grad[5 + i]:
-                    grad_blocks[i] = grad_buffer[start : start + size].view(shape)
-                start += size
-        return (grad_masks, None, None, None, None, *grad_blocks)
+        grad_blocks: list[torch.Tensor | None] = [None] * len(sizes)
+        if any(ctx.needs_input_grad[6:]):
+            total = ctx.accumulator.add(flat.shape[0], masks.t().to(grad_flat.dtype), grad_flat, n_writers)
+            start = sum(sizes[:first_new])
+            for i in range(first_new, len(sizes)):
+                if ctx.needs_input_grad[6 + i]:
+                    grad_blocks[i] = total[start : start + sizes[i]].view(ctx.block_shapes[i])
+                start += sizes[i]
+        return (grad_masks, None, None, None, None, None, *grad_blocks)
 
 
 class ResidualMixer:
@@ -82,6 +104,8 @@ class ResidualMixer:
         self.mask_grad_deltas = mask_grad_deltas
         self.n_written = 0
         self.blocks: list[torch.Tensor] = []
+        self.blocks_at_last_read = 0
+        self.accumulator = _GradientAccumulator()
         if corrupted is not None and corrupted.shape[0] != graph.n_writers:
             raise ValueError(
                 f"corr_x holds {corrupted.shape[0]} writers but this model has {graph.n_writers}; "
@@ -139,9 +163,13 @@ class ResidualMixer:
             return self.residual.unsqueeze(0)
         masks = self.edge_masks[site.reader_start : site.reader_stop, : site.n_writers_before]
         sizes = tuple(b.shape[0] for b in self.blocks)
+        layout = (sizes, self.blocks_at_last_read, self.graph.n_writers)
+        self.blocks_at_last_read = len(self.blocks)
         p = site.n_writers_before
         grad_prefix = None if self.mask_grad_deltas is None else self.mask_grad_deltas[:p]
-        return _SiteRead.apply(masks, self.residual, self.buffer[:p], grad_prefix, sizes, *self.blocks)
+        return _SiteRead.apply(
+            masks, self.residual, self.buffer[:p], grad_prefix, self.accumulator, layout, *self.blocks
+        )
 
     def writer_states(self) -> torch.Tensor:
         """Every writer's clean output, (W, B, S, D): the `corr_x` of a later pruned run."""

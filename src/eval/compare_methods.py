@@ -1,0 +1,6 @@
+"""Faithfulness curves of Edge Pruning, EAP and EAP-IG on one model and task (flags: --help)."""
+
+from edge_pruning.compare import compare_main
+
+if __name__ == "__main__":
+    compare_main()
