@@ -166,3 +166,61 @@ def test_mean_ablation_runs_and_differs_from_interchange(tiny_gpt2, tmp_path):
 
     a = prune_main("fpt2", "ioi", list(map(str, prune_args(tiny_gpt2, tmp_path / "mean", steps=2, extra=["--ablation", "mean"]))))
     assert a.n_examples == 8 and a.circuit["kl"] >= -1e-6
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory):
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    if not (TOKENIZER_DIR / "tokenizer.json").exists():
+        subprocess.run([sys.executable, "-m", "edge_pruning.smollm2"], check=True)
+    tok = AutoTokenizer.from_pretrained(TOKENIZER_DIR)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        vocab_size=len(tok), max_position_embeddings=512, initializer_range=0.2, tie_word_embeddings=True,
+    )  # fmt: skip
+    path = tmp_path_factory.mktemp("tiny_llama")
+    LlamaForCausalLM(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("task", ["ioi", "gt", "gp", "boolean_expressions_ip", "boolean_expressions_fs"])
+def test_fllama_entry_points(tiny_llama, tmp_path, task):
+    out = tmp_path / "run"
+    extra = ["--max_seq_length", 160] if task.startswith("boolean") else []
+    run_script(f"src/prune/fllama_{task}.py", prune_args(tiny_llama, out, steps=2, extra=["--with_embedding_nodes", *extra]))
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["n_examples"] == 8 and results["task"] == task
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "fllama" and config["with_embedding_nodes"] is True
+    if task.startswith("boolean"):
+        mode = "fewshot" if task.endswith("fs") else "instruction"
+        run_script("src/modeling/vis_fllama.py", ["-i", out, "-se", 0.5])
+        eval_out = tmp_path / "bool.json"
+        run_script("src/eval/boolean_expressions.py", ["-p", out, "-m", mode, "-e", out / "edges.json", "-s", "validation", "-n", 4, "--max-seq-length", 160, "-o", eval_out])
+        ev = json.loads(eval_out.read_text())
+        assert ev["task"] == task
+        assert ev["n_edges"] <= len(json.loads((out / "edges.json").read_text()))
+
+
+def test_vis_fllama_intersection(tiny_llama, tmp_path):
+    from modeling.modeling_fllama import FLlamaForCausalLM
+
+    paths = []
+    for seed in (0, 1):
+        model = FLlamaForCausalLM.from_pretrained(tiny_llama, with_embedding_nodes=True)
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            model.circuit_masks.edge_log_alphas.normal_(0.0, 3.0)
+        model.save_pretrained(tmp_path / f"m{seed}")
+        paths.append(tmp_path / f"m{seed}")
+    out = tmp_path / "both.json"
+    run_script("src/modeling/vis_fllama.py", ["-m1", paths[0], "-m2", paths[1], "-o", out, "--no-sanitize"])
+    run_script("src/modeling/vis_fllama.py", ["-i", paths[0], "--no-sanitize"])
+    run_script("src/modeling/vis_fllama.py", ["-i", paths[1], "--no-sanitize"])
+    a = {tuple(e) for e in json.loads((paths[0] / "edges.json").read_text())}
+    b = {tuple(e) for e in json.loads((paths[1] / "edges.json").read_text())}
+    both = {tuple(e) for e in json.loads(out.read_text())}
+    assert both == a & b and 0 < len(both) < min(len(a), len(b))

@@ -1,0 +1,104 @@
+"""Task encodings and metrics against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from edge_pruning.tasks import CustomTask, Encoded, GreaterThanTask, IOITask, TaskDataError, collate
+
+
+class CharTokenizer:
+    """Every character one token (id = code point); `two_digit` makes "00".."99" single tokens."""
+
+    def __init__(self, two_digit: bool = False) -> None:
+        self.two_digit = two_digit
+
+    def __call__(self, text, add_special_tokens=True):
+        if self.two_digit and len(text) == 2 and text.isdigit():
+            return {"input_ids": [1000 + int(text)]}
+        return {"input_ids": [ord(c) for c in text]}
+
+
+GT_ROW = {"prefix": "war from 1732 to ", "century": "17", "start_yy": 32, "corr_prefix": "war from 1701 to ", "corr_start_yy": 1}
+
+
+def test_gt_two_digit_tokens_probability_difference():
+    task = GreaterThanTask()
+    tok = CharTokenizer(two_digit=True)
+    (enc,) = task.encode_rows([GT_ROW], tok)
+    assert enc.positions == [len(enc.input_ids) - 1] and enc.targets == [1032]
+    batch = collate([enc], 0)
+    logits = torch.full((1, 1, 1200), -1e9)
+    # P(33) = 0.5, P(10) = 0.3, rest of the mass outside the year tokens
+    logits[0, 0, 1033] = math.log(0.5)
+    logits[0, 0, 1010] = math.log(0.3)
+    logits[0, 0, 5] = math.log(0.2)
+    greater, not_greater = task.prob_greater(logits, batch)
+    assert greater.item() == pytest.approx(0.5, abs=1e-5)
+    assert not_greater.item() == pytest.approx(0.3, abs=1e-5)
+    assert task.attribution_metric(logits, batch).item() == pytest.approx(0.2, abs=1e-5)
+
+
+def test_gt_digit_tokenizer_uses_chain_rule():
+    """P(YY > 32) = P(d1 > 3) + P(d1 = 3) P(d2 > 2 | d1 = 3)."""
+    task = GreaterThanTask()
+    (enc,) = task.encode_rows([GT_ROW], CharTokenizer())
+    assert enc.input_ids[-1] == ord("3") and enc.corr_input_ids[-1] == ord("0")  # teacher-forced tens digit
+    assert enc.targets == [ord("3"), ord("2")]
+    batch = collate([enc], 0)
+    logits = torch.full((1, 2, 128), -1e9)
+    p1 = {"2": 0.2, "3": 0.5, "7": 0.3}
+    p2 = {"1": 0.4, "5": 0.6}
+    for d, p in p1.items():
+        logits[0, 0, ord(d)] = math.log(p)
+    for d, p in p2.items():
+        logits[0, 1, ord(d)] = math.log(p)
+    greater, not_greater = task.prob_greater(logits, batch)
+    assert greater.item() == pytest.approx(0.3 + 0.5 * 0.6, abs=1e-5)
+    assert not_greater.item() == pytest.approx(0.2 + 0.5 * 0.4, abs=1e-5)
+    # identical distributions: zero KL; a different one: positive
+    assert task._kl(logits, logits, batch).abs().max() < 1e-6
+    other = logits.clone()
+    other[0, 1, ord("1")] = math.log(0.9)
+    assert task._kl(other, logits, batch).item() > 0
+
+
+def test_choice_task_logit_difference_and_accuracy():
+    task = IOITask()
+    tok = CharTokenizer()
+    (enc,) = task.encode_rows([{"clean": "ab", "corrupted": "cd", "target": "M", "distractor": "J"}], tok)
+    batch = collate([enc], 0)
+    logits = torch.zeros(1, 1, 128)
+    logits[0, 0, ord("M")] = 2.0
+    logits[0, 0, ord("J")] = 0.5
+    metrics = task.metrics(logits, logits, batch)
+    assert metrics["logit_difference"].item() == pytest.approx(1.5)
+    assert metrics["accuracy"].item() == 1.0 and metrics["exact_match"].item() == 1.0
+    with pytest.raises(TaskDataError, match="tokenize to 2 and 3 tokens"):
+        task.encode_rows([{"clean": "ab", "corrupted": "cde", "target": "M", "distractor": "J"}], tok)
+    with pytest.raises(TaskDataError, match="not 1"):
+        task.encode_rows([{"clean": "ab", "corrupted": "cd", "target": "MM", "distractor": "J"}], tok)
+
+
+def test_custom_task_scores_every_answer_token():
+    task = CustomTask()
+    rows = [{"clean_prefix": "1+2=", "clean_answer": "13", "corrupted_prefix": "1+4=", "corrupted_answer": "15", "line": 1}]
+    (enc,) = task.encode_rows(rows, CharTokenizer())
+    assert enc.input_ids == [ord(c) for c in "1+2=13"]
+    assert enc.positions == [3, 4] and enc.targets == [ord("1"), ord("3")]
+    bad = [dict(rows[0], corrupted_answer="150")]
+    with pytest.raises(TaskDataError, match="line 1"):
+        task.encode_rows(bad, CharTokenizer())
+
+
+def test_collate_pads_right_and_marks_positions():
+    a = Encoded([1, 2, 3], [4, 5, 6], [2], [7], 8)
+    b = Encoded([1, 2, 3, 4, 5], [4, 5, 6, 7, 8], [3, 4], [7, 9], 8)
+    batch = collate([a, b], pad_id=0)
+    assert batch["input_ids"].tolist() == [[1, 2, 3, 0, 0], [1, 2, 3, 4, 5]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
+    assert batch["positions"].tolist() == [[2, -1], [3, 4]]
+    assert batch["position_valid"].tolist() == [[True, False], [True, True]]
