@@ -31,6 +31,8 @@ from .tasks import Encoded, Task, TaskDataError, collate, get_task, load_rows
 logger = logging.getLogger("edge_pruning")
 
 COMPLETE_MARKER = "CHECKPOINT_COMPLETE"
+# Module names (full match) that FSDP leaves whole: the masks and λs of every circuit model.
+MASKS_MODULE_PATTERN = r"(.*\.)?circuit_masks"
 
 
 @dataclass
@@ -149,6 +151,8 @@ class EdgePruningTrainer(Trainer):
         self.pargs = pruning_args
         self.mean_states = mean_states
         self.last_stats: dict[str, float] = {}
+        if self.is_fsdp_enabled:
+            keep_masks_out_of_fsdp(self.accelerator.state.fsdp_plugin)
 
     def create_optimizer(self):
         if self.optimizer is None:
@@ -162,6 +166,12 @@ class EdgePruningTrainer(Trainer):
                 p.mask_weight_decay,
             )
         return self.optimizer
+
+    def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.is_fsdp_enabled:
+            average_mask_grads(model.circuit_masks)
+        return loss
 
     def targets(self) -> tuple[float, float]:
         p = self.pargs
@@ -209,6 +219,31 @@ class EdgePruningTrainer(Trainer):
             (folder / COMPLETE_MARKER).write_text(str(self.state.global_step))
 
 
+def keep_masks_out_of_fsdp(plugin) -> None:
+    """FSDP2 shards the model weights only; masks and λs stay whole and fp32 on every rank.
+
+    fully_shard rejects the scalar λs, every rank samples the full mask matrix anyway,
+    and bf16 mixed precision would round log_alphas and the expected sparsity. Their
+    gradients are averaged by `average_mask_grads` instead.
+    """
+    if plugin.fsdp_version != 2:
+        raise ValueError("FSDP pruning needs FSDP2: set fsdp_version: 2 in the accelerate config")
+    plugin.ignored_modules = MASKS_MODULE_PATTERN
+
+
+def average_mask_grads(masks: torch.nn.Module) -> None:
+    """Average the gradients of the replicated masks and λs over ranks (one all-reduce),
+    before clipping and the optimizer step, so that every rank takes the same step."""
+    grads = [p.grad for p in masks.parameters() if p.grad is not None]
+    flat = torch.cat([g.flatten() for g in grads])
+    torch.distributed.all_reduce(flat)  # a sum: gloo has no average
+    flat /= torch.distributed.get_world_size()
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
 class JsonlLogCallback(TrainerCallback):
     """Every logged step, one JSON line in the output dir's log.jsonl."""
 
@@ -230,12 +265,13 @@ def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
     return str(max(done, key=lambda d: int(d.name.split("-")[-1]))) if done else None
 
 
-def save_atomically(model, tokenizer, output_dir: str | os.PathLike) -> None:
-    """save_pretrained into a temporary folder, then move the files into place."""
+def save_atomically(model, tokenizer, output_dir: str | os.PathLike, state_dict: dict | None = None) -> None:
+    """save_pretrained (of `state_dict` if given: a gathered FSDP model) into a temporary
+    folder, then move the files into place."""
     out = Path(output_dir)
     tmp = out / ".saving"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
+    model.save_pretrained(tmp, state_dict=state_dict)
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp)
     for item in tmp.iterdir():
@@ -273,14 +309,23 @@ def parse_args(argv: list[str] | None) -> tuple[PruningArguments, TrainingArgume
     return pargs, targs
 
 
-def prune_main(arch: str, task_name: str, argv: list[str] | None = None) -> CircuitEvaluation:
-    """Entry point of every `src/prune/<arch>_<task>.py` script."""
+def prune_main(
+    arch: str, task_name: str, argv: list[str] | None = None, callbacks: list[TrainerCallback] | None = None
+) -> CircuitEvaluation:
+    """Entry point of every `src/prune/<arch>_<task>.py` script; `callbacks` are added
+    to the Trainer's."""
     pargs, targs = parse_args(argv)
     output_dir = Path(targs.output_dir)
     setup_logging(output_dir, "prune.log")
     task = get_task(task_name)
     cls = model_class(arch)
-    model = cls.from_pretrained(pargs.initialize_from, with_embedding_nodes=pargs.with_embedding_nodes)
+    # Loaded in fp32 whatever the checkpoint's dtype, so that masks it lacks start from an
+    # fp32 N(10, 0.01). Masks and λs stay fp32; with --bf16 the frozen weights (and thus
+    # the activations and the residual stream) are bf16.
+    model = cls.from_pretrained(pargs.initialize_from, with_embedding_nodes=pargs.with_embedding_nodes, dtype=torch.float32)
+    if targs.bf16:
+        model.to(torch.bfloat16)
+        model.circuit_masks.float()
     model.freeze_model_weights()
     tokenizer = AutoTokenizer.from_pretrained(pargs.tokenizer or pargs.initialize_from)
     pad_id = pad_token_id(tokenizer)
@@ -303,7 +348,7 @@ def prune_main(arch: str, task_name: str, argv: list[str] | None = None) -> Circ
         task=task,
         pruning_args=pargs,
         mean_states=mean_states,
-        callbacks=[JsonlLogCallback(output_dir / "log.jsonl")],
+        callbacks=[JsonlLogCallback(output_dir / "log.jsonl"), *(callbacks or [])],
     )
     resume = targs.resume_from_checkpoint
     if resume is None and not pargs.overwrite_output_dir:
@@ -311,8 +356,11 @@ def prune_main(arch: str, task_name: str, argv: list[str] | None = None) -> Circ
         if resume:
             logger.info(f"resuming from {resume}")
     trainer.train(resume_from_checkpoint=resume)
+    # Under FSDP the weights are sharded: gather them (every rank takes part) for rank 0 to save.
+    state_dict = trainer.accelerator.get_state_dict(trainer.model) if trainer.is_fsdp_enabled else None
     if trainer.is_world_process_zero():
-        save_atomically(model, tokenizer, output_dir)
+        save_atomically(model, tokenizer, output_dir, state_dict)
+    # Every rank evaluates (under FSDP each forward is collective); rank 0 writes.
     result = evaluate_circuit(
         model, task, evals, pargs.eval_split, pargs.eval_batch_size, pad_id, ablation=pargs.ablation, mean_states=mean_states
     )
