@@ -11,6 +11,7 @@ at inference.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from torch import nn
@@ -92,12 +93,28 @@ class FPT2Block(nn.Module):
         self.attn = FPT2Attention(config)
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.mlp = FPT2MLP(config)
+        # Set by transformers' activation_checkpointing_enable(), with `_gradient_checkpointing_func`.
+        self.gradient_checkpointing = False
+        self._gradient_checkpointing_func: Callable | None = None
+
+    def _attend(self, x: torch.Tensor, mask: torch.Tensor | None, per_head: bool) -> torch.Tensor:
+        return self.attn(self.ln_1(x), mask, per_head)
+
+    def _feed_forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.ln_2(x))
+
+    def _run(self, fn: Callable, *args) -> torch.Tensor:
+        """Checkpoint only the computation between a read and a write: the mixer's
+        reads and writes mutate the residual stream and must run exactly once."""
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            return self._gradient_checkpointing_func(fn, *args)
+        return fn(*args)
 
     def forward(self, mixer: ResidualMixer, mask: torch.Tensor | None) -> None:
         attn_site, mlp_site = mixer.graph.sites[2 * self.layer], mixer.graph.sites[2 * self.layer + 1]
-        heads = self.attn(self.ln_1(mixer.read(attn_site)), mask, per_head=mixer.per_writer)
+        heads = self._run(self._attend, mixer.read(attn_site), mask, mixer.per_writer)
         mixer.write(heads, count=self.attn.n_head)
-        mixer.write(self.mlp(self.ln_2(mixer.read(mlp_site))), count=1)
+        mixer.write(self._run(self._feed_forward, mixer.read(mlp_site)), count=1)
 
 
 class FPT2PreTrainedModel(CircuitModelMixin, PreTrainedModel):
@@ -105,6 +122,7 @@ class FPT2PreTrainedModel(CircuitModelMixin, PreTrainedModel):
     config: FPT2Config
     base_model_prefix = "transformer"
     accepted_model_types = ("gpt2", "fpt2")
+    supports_gradient_checkpointing = True
     _keys_to_ignore_on_load_unexpected = [r"attn\.bias", r"attn\.masked_bias"]
 
     @torch.no_grad()
