@@ -66,6 +66,7 @@ assert abs(fsdp[1] - single[1]) <= 2e-2 * abs(single[1]), "first-step losses dif
 ranks = [torch.load(work / "fsdp" / f"rank{r}.pt") for r in range(ngpus)]
 peak = torch.load(work / "single" / "rank0.pt")["peak_memory"]
 print(f"peak GPU memory: single {peak / 2**20:.0f} MiB, FSDP ranks", [f"{r['peak_memory'] / 2**20:.0f} MiB" for r in ranks])
+assert all(r["sharded"] for r in ranks), "the model was not sharded"
 assert all(all(r["checkpointed"]) for r in ranks), "gradient checkpointing was off"
 for name, value in ranks[0]["masks"].items():
     assert value.dtype == torch.float32, name

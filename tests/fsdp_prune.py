@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import DistributedType
+from torch.distributed.fsdp import FSDPModule
 from transformers import TrainerCallback
 
 from edge_pruning.pruning import prune_main
@@ -72,13 +73,14 @@ def allow_fsdp_on_cpu() -> None:
 
 
 class SaveRankState(TrainerCallback):
-    """At the end of training, each rank saves the mask parameters it holds, whether its
-    layers were checkpointed, and its peak GPU memory (0 on CPU)."""
+    """At the end of training, each rank saves the mask parameters it holds, whether the
+    model was sharded and its layers checkpointed, and its peak GPU memory (0 on CPU)."""
 
     def on_train_end(self, args, state, control, model=None, **kwargs) -> None:
         rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
         record = {
             "masks": {name: p.detach().cpu().clone() for name, p in model.circuit_masks.named_parameters()},
+            "sharded": isinstance(model, FSDPModule),
             "checkpointed": [layer.gradient_checkpointing for layer in model.model.layers],
             "peak_memory": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else 0,
         }

@@ -106,7 +106,8 @@ def test_ranks_hold_identical_masks(runs, tiny_fllama):
 
     initial = load_file(tiny_fllama / "model.safetensors")
     ranks = [rank_state(runs["fsdp"], r) for r in range(WORLD)]
-    assert all(all(state["checkpointed"]) for state in ranks)
+    assert all(state["sharded"] and all(state["checkpointed"]) for state in ranks)
+    assert not rank_state(runs["single"], 0)["sharded"]
     for name, value in ranks[0]["masks"].items():
         assert value.dtype == torch.float32
         assert torch.equal(value, ranks[1]["masks"][name]), name
