@@ -337,3 +337,18 @@ def test_load_edges_json_gives_that_circuit(hf_dir, tmp_path):
         model.add_or_remove_edge("m1", "a0.h0.q")
     with pytest.raises(KeyError, match="unknown writer"):
         model.add_or_remove_edge("a9.h0", "resid_post")
+
+
+def test_bf16_checkpoint_keeps_fp32_masks_and_runs(hf_dir, inputs, tmp_path):
+    model = load_fpt2(hf_dir, True)
+    model.to(torch.bfloat16).save_pretrained(tmp_path)
+    again = FPT2LMHeadModel.from_pretrained(tmp_path)
+    assert again.transformer.wte.weight.dtype == torch.bfloat16
+    assert again.circuit_masks.edge_log_alphas.dtype == torch.float32
+    clean, corrupted = inputs
+    with torch.no_grad():
+        corr_x = again(corrupted, output_writer_states=True).writer_states
+        logits = again.eval()(clean, corr_x=corr_x).logits
+    with torch.no_grad():
+        ref = load_fpt2(hf_dir, True)(clean).logits
+    assert logits.dtype == torch.bfloat16 and (logits.float() - ref).abs().max() < 0.5

@@ -155,6 +155,8 @@ class FLlamaPreTrainedModel(CircuitModelMixin, PreTrainedModel):
     config: FLlamaConfig
     base_model_prefix = "model"
     accepted_model_types = ("llama", "fllama")
+    # Masks and λs load in fp32 whatever the checkpoint or requested dtype.
+    _keep_in_fp32_modules_strict = ["circuit_masks"]
     supports_gradient_checkpointing = True
 
     @torch.no_grad()

@@ -122,6 +122,8 @@ class FPT2PreTrainedModel(CircuitModelMixin, PreTrainedModel):
     config: FPT2Config
     base_model_prefix = "transformer"
     accepted_model_types = ("gpt2", "fpt2")
+    # Masks and λs load in fp32 whatever the checkpoint or requested dtype.
+    _keep_in_fp32_modules_strict = ["circuit_masks"]
     supports_gradient_checkpointing = True
     _keys_to_ignore_on_load_unexpected = [r"attn\.bias", r"attn\.masked_bias"]
 
