@@ -42,17 +42,19 @@ class _SiteRead(torch.autograd.Function):
 
     The mask gradient is G @ deltas^T with the buffer's deltas, or with
     `grad_prefix` where given (attribution methods that score clean deltas at other
-    points of a path). `first_new_block` is the index of the first block this site
-    is the earliest reader of.
+    points of a path). `new_blocks` are the blocks written since the previous site:
+    this site is their earliest reader, so it delivers their gradients. Older blocks
+    are not inputs (they need not stay alive): every later site's backward has added
+    its share to the accumulator before theirs runs.
     """
 
     @staticmethod
-    def forward(ctx, masks, base, buffer_prefix, grad_prefix, accumulator, layout, *blocks):
+    def forward(ctx, masks, base, buffer_prefix, grad_prefix, accumulator, layout, *new_blocks):
         ctx.save_for_backward(masks)
         ctx.buffer_prefix = buffer_prefix if grad_prefix is None else grad_prefix
         ctx.accumulator = accumulator
-        ctx.layout = layout  # (block sizes, first new block, writers in the graph)
-        ctx.block_shapes = [b.shape for b in blocks]
+        ctx.layout = layout  # (first writer of the new blocks, writers in the graph)
+        ctx.block_shapes = [b.shape for b in new_blocks]
         flat = buffer_prefix.flatten(1)
         out = torch.addmm(base.flatten().unsqueeze(0), masks.to(flat.dtype), flat)
         return out.view(masks.shape[0], *buffer_prefix.shape[1:])
@@ -60,20 +62,19 @@ class _SiteRead(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         (masks,) = ctx.saved_tensors
-        sizes, first_new, n_writers = ctx.layout
+        start, n_writers = ctx.layout
         flat = ctx.buffer_prefix.flatten(1)
         grad_flat = grad_out.reshape(grad_out.shape[0], -1)
         grad_masks = None
         if ctx.needs_input_grad[0]:
             grad_masks = (grad_flat @ flat.t()).to(masks.dtype)
-        grad_blocks: list[torch.Tensor | None] = [None] * len(sizes)
-        if any(ctx.needs_input_grad[6:]):
-            total = ctx.accumulator.add(flat.shape[0], masks.t().to(grad_flat.dtype), grad_flat, n_writers)
-            start = sum(sizes[:first_new])
-            for i in range(first_new, len(sizes)):
-                if ctx.needs_input_grad[6 + i]:
-                    grad_blocks[i] = total[start : start + sizes[i]].view(ctx.block_shapes[i])
-                start += sizes[i]
+        grad_blocks: list[torch.Tensor | None] = [None] * len(ctx.block_shapes)
+        # Earlier blocks, delivered by earlier sites, may need this site's share.
+        total = ctx.accumulator.add(flat.shape[0], masks.t().to(grad_flat.dtype), grad_flat, n_writers)
+        for i, shape in enumerate(ctx.block_shapes):
+            if ctx.needs_input_grad[6 + i]:
+                grad_blocks[i] = total[start : start + shape[0]].view(shape)
+            start += shape[0]
         return (grad_masks, None, None, None, None, None, *grad_blocks)
 
 
@@ -103,8 +104,8 @@ class ResidualMixer:
         self.corrupted = corrupted
         self.mask_grad_deltas = mask_grad_deltas
         self.n_written = 0
-        self.blocks: list[torch.Tensor] = []
-        self.blocks_at_last_read = 0
+        self.new_blocks: list[torch.Tensor] = []  # written since the last read
+        self.new_blocks_start = 0
         self.accumulator = _GradientAccumulator()
         if corrupted is not None and corrupted.shape[0] != graph.n_writers:
             raise ValueError(
@@ -150,7 +151,7 @@ class ResidualMixer:
                     corr = self.corrupted[lo:hi].to(block.dtype)
                     torch.sub(block, corr, out=self.buffer[lo:hi])
                     self.residual += corr.sum(0).expand_as(self.residual)
-            self.blocks.append(block)
+            self.new_blocks.append(block)
         self.n_written = hi
 
     def read(self, site: Site) -> torch.Tensor:
@@ -162,13 +163,12 @@ class ResidualMixer:
         if self.edge_masks is None:
             return self.residual.unsqueeze(0)
         masks = self.edge_masks[site.reader_start : site.reader_stop, : site.n_writers_before]
-        sizes = tuple(b.shape[0] for b in self.blocks)
-        layout = (sizes, self.blocks_at_last_read, self.graph.n_writers)
-        self.blocks_at_last_read = len(self.blocks)
+        layout = (self.new_blocks_start, self.graph.n_writers)
+        new_blocks, self.new_blocks, self.new_blocks_start = self.new_blocks, [], self.n_written
         p = site.n_writers_before
         grad_prefix = None if self.mask_grad_deltas is None else self.mask_grad_deltas[:p]
         return _SiteRead.apply(
-            masks, self.residual, self.buffer[:p], grad_prefix, self.accumulator, layout, *self.blocks
+            masks, self.residual, self.buffer[:p], grad_prefix, self.accumulator, layout, *new_blocks
         )
 
     def writer_states(self) -> torch.Tensor:
