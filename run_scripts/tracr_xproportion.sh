@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Prune the Tracr xproportion model with the paper's hyperparameters and compare the circuit
+# with the ground truth. Usage: tracr_xproportion.sh [OUTPUT_DIR] [more flags, e.g. --seed 1]
+# Output defaults to data/runs/erazr-xproportion; an unfinished run there is resumed
+# (add --overwrite_output_dir true to start afresh).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT="${1:-$ROOT/data/runs/erazr-xproportion}"
+shift || true
+exec "${PYTHON:-python}" "$ROOT/src/prune/erazr_xproportion.py" --output_dir "$OUT" "$@"
