@@ -31,51 +31,57 @@ class _GradientAccumulator:
     def __init__(self) -> None:
         self.grad: torch.Tensor | None = None
 
-    def add(self, prefix: int, masks_t: torch.Tensor, grad_flat: torch.Tensor, n_writers: int) -> torch.Tensor:
+    def add(self, lo: int, masks_t: torch.Tensor, grad_flat: torch.Tensor, n_writers: int) -> torch.Tensor:
+        """Add masks^T @ G into the rows of writers lo..lo+len(masks_t); returns all rows."""
         if self.grad is None:
             self.grad = grad_flat.new_zeros(n_writers, grad_flat.shape[1])
-        return self.grad[:prefix].addmm_(masks_t, grad_flat)
+        self.grad[lo : lo + masks_t.shape[0]].addmm_(masks_t, grad_flat)
+        return self.grad
 
 
 class _SiteRead(torch.autograd.Function):
-    """out = masks @ buffer[:p] + base, with gradients routed to the writer blocks.
+    """out = base + masks @ buffer[lo:hi], with gradients routed to the writer blocks.
 
-    The mask gradient is G @ deltas^T with the buffer's deltas, or with
-    `grad_prefix` where given (attribution methods that score clean deltas at other
-    points of a path). `new_blocks` are the blocks written since the previous site:
-    this site is their earliest reader, so it delivers their gradients. Older blocks
-    are not inputs (they need not stay alive): every later site's backward has added
-    its share to the accumulator before theirs runs.
+    `base` is the corrupted prefix sum C_p (no grad), or a partial read of the same
+    readers over buffer[:lo] (with grad). The mask gradient is G @ deltas^T with the
+    buffer's deltas, or with `grad_slice` where given (attribution methods that score
+    clean deltas at other points of a path). `new_blocks` are the blocks written since
+    the previous read: this read is their earliest, so it delivers their gradients.
+    Older blocks are not inputs (they need not stay alive): every later read's
+    backward has added its share to the accumulator before theirs runs.
     """
 
     @staticmethod
-    def forward(ctx, masks, base, buffer_prefix, grad_prefix, accumulator, layout, *new_blocks):
+    def forward(ctx, masks, base, buffer_slice, grad_slice, accumulator, layout, *new_blocks):
         ctx.save_for_backward(masks)
-        ctx.buffer_prefix = buffer_prefix if grad_prefix is None else grad_prefix
+        ctx.buffer_slice = buffer_slice if grad_slice is None else grad_slice
         ctx.accumulator = accumulator
-        ctx.layout = layout  # (first writer of the new blocks, writers in the graph)
+        ctx.layout = layout  # (first writer of the slice, first writer of the new blocks, writers)
         ctx.block_shapes = [b.shape for b in new_blocks]
-        flat = buffer_prefix.flatten(1)
-        out = torch.addmm(base.flatten().unsqueeze(0), masks.to(flat.dtype), flat)
-        return out.view(masks.shape[0], *buffer_prefix.shape[1:])
+        ctx.base_shape = base.shape
+        flat = buffer_slice.flatten(1)
+        out = torch.addmm(base.reshape(-1, flat.shape[1]), masks.to(flat.dtype), flat)
+        return out.view(masks.shape[0], *buffer_slice.shape[1:])
 
     @staticmethod
     def backward(ctx, grad_out):
         (masks,) = ctx.saved_tensors
-        start, n_writers = ctx.layout
-        flat = ctx.buffer_prefix.flatten(1)
+        lo, start, n_writers = ctx.layout
+        flat = ctx.buffer_slice.flatten(1)
         grad_flat = grad_out.reshape(grad_out.shape[0], -1)
-        grad_masks = None
+        grad_masks = grad_base = None
         if ctx.needs_input_grad[0]:
             grad_masks = (grad_flat @ flat.t()).to(masks.dtype)
+        if ctx.needs_input_grad[1]:
+            grad_base = grad_out.view(ctx.base_shape)
         grad_blocks: list[torch.Tensor | None] = [None] * len(ctx.block_shapes)
-        # Earlier blocks, delivered by earlier sites, may need this site's share.
-        total = ctx.accumulator.add(flat.shape[0], masks.t().to(grad_flat.dtype), grad_flat, n_writers)
+        # Earlier blocks, delivered by earlier reads, may need this read's share.
+        total = ctx.accumulator.add(lo, masks.t().to(grad_flat.dtype), grad_flat, n_writers)
         for i, shape in enumerate(ctx.block_shapes):
             if ctx.needs_input_grad[6 + i]:
                 grad_blocks[i] = total[start : start + shape[0]].view(shape)
             start += shape[0]
-        return (grad_masks, None, None, None, None, None, *grad_blocks)
+        return (grad_masks, grad_base, None, None, None, None, *grad_blocks)
 
 
 class ResidualMixer:
@@ -107,6 +113,9 @@ class ResidualMixer:
         self.new_blocks: list[torch.Tensor] = []  # written since the last read
         self.new_blocks_start = 0
         self.accumulator = _GradientAccumulator()
+        # A read of the next site's readers over this site's prefix, finished at that site.
+        # (that site, its partial input, C_p then, the prefix read)
+        self.pending: tuple[Site, torch.Tensor, torch.Tensor, int] | None = None
         if corrupted is not None and corrupted.shape[0] != graph.n_writers:
             raise ValueError(
                 f"corr_x holds {corrupted.shape[0]} writers but this model has {graph.n_writers}; "
@@ -162,14 +171,37 @@ class ResidualMixer:
             )
         if self.edge_masks is None:
             return self.residual.unsqueeze(0)
-        masks = self.edge_masks[site.reader_start : site.reader_stop, : site.n_writers_before]
-        layout = (self.new_blocks_start, self.graph.n_writers)
-        new_blocks, self.new_blocks, self.new_blocks_start = self.new_blocks, [], self.n_written
+        if self.pending is not None and self.pending[0] is site:
+            _, partial, base_then, lo = self.pending
+            self.pending = None
+            return self._read(site, lo, partial + (self.residual - base_then))
+        following = self._following(site)
+        if following is None:
+            return self._read(site, 0, self.residual)
+        # One pass over the prefix for this site's readers and the next site's (the MLP
+        # after an attention): the next site then adds only the writers in between.
+        joint = self._read(site, 0, self.residual, stop=following.reader_stop)
+        self.pending = (following, joint[site.n_readers :], self.residual.clone(), site.n_writers_before)
+        return joint[: site.n_readers]
+
+    def _following(self, site: Site) -> Site | None:
+        """The next site, if its readers directly follow this site's (pairable)."""
+        sites = self.graph.sites
+        i = sites.index(site)
+        if site.kind == "attn" and i + 1 < len(sites):
+            nxt = sites[i + 1]
+            if nxt.kind == "mlp" and nxt.reader_start == site.reader_stop:
+                return nxt
+        return None
+
+    def _read(self, site: Site, lo: int, base: torch.Tensor, stop: int | None = None) -> torch.Tensor:
+        """base + masks @ buffer[lo:p] for the readers site.reader_start..stop."""
         p = site.n_writers_before
-        grad_prefix = None if self.mask_grad_deltas is None else self.mask_grad_deltas[:p]
-        return _SiteRead.apply(
-            masks, self.residual, self.buffer[:p], grad_prefix, self.accumulator, layout, *new_blocks
-        )
+        masks = self.edge_masks[site.reader_start : stop or site.reader_stop, lo:p]
+        layout = (lo, self.new_blocks_start, self.graph.n_writers)
+        new_blocks, self.new_blocks, self.new_blocks_start = self.new_blocks, [], self.n_written
+        grad_slice = None if self.mask_grad_deltas is None else self.mask_grad_deltas[lo:p]
+        return _SiteRead.apply(masks, base, self.buffer[lo:p], grad_slice, self.accumulator, layout, *new_blocks)
 
     def writer_states(self) -> torch.Tensor:
         """Every writer's clean output, (W, B, S, D): the `corr_x` of a later pruned run."""
