@@ -13,7 +13,7 @@ ARCHITECTURES: dict[str, tuple[str, str]] = {
 }
 
 # model_type in a checkpoint's config -> architecture
-MODEL_TYPES = {"gpt2": "fpt2", "fpt2": "fpt2", "llama": "fllama", "fllama": "fllama"}
+MODEL_TYPES = {"gpt2": "fpt2", "fpt2": "fpt2", "llama": "fllama", "fllama": "fllama", "erazr": "erazr"}
 
 
 def model_class(arch: str):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer, HfArgumentParser, Trainer, TrainerCallback, TrainingArguments
+from transformers import AutoTokenizer, HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from .circuit import save_edges_json
 from .evaluation import CircuitEvaluation, evaluate_circuit
@@ -309,37 +309,26 @@ def parse_args(argv: list[str] | None) -> tuple[PruningArguments, TrainingArgume
     return pargs, targs
 
 
-def prune_main(
-    arch: str, task_name: str, argv: list[str] | None = None, callbacks: list[TrainerCallback] | None = None
-) -> CircuitEvaluation:
-    """Entry point of every `src/prune/<arch>_<task>.py` script; `callbacks` are added
-    to the Trainer's."""
-    pargs, targs = parse_args(argv)
+def train_masks(
+    model,
+    task: Task,
+    train: list[Encoded],
+    pad_id: int,
+    pargs: PruningArguments,
+    targs: TrainingArguments,
+    tokenizer=None,
+    callbacks: list[TrainerCallback] | None = None,
+):
+    """Train a loaded model's masks (resuming where a complete checkpoint exists) and
+    save it atomically. Returns the trainer and the mean states of mean ablation."""
     output_dir = Path(targs.output_dir)
-    setup_logging(output_dir, "prune.log")
-    task = get_task(task_name)
-    cls = model_class(arch)
-    # Loaded in fp32 whatever the checkpoint's dtype, so that masks it lacks start from an
-    # fp32 N(10, 0.01). Masks and λs stay fp32; with --bf16 the frozen weights (and thus
-    # the activations and the residual stream) are bf16.
-    model = cls.from_pretrained(pargs.initialize_from, with_embedding_nodes=pargs.with_embedding_nodes, dtype=torch.float32)
-    if targs.bf16:
-        model.to(torch.bfloat16)
-        model.circuit_masks.float()
-    model.freeze_model_weights()
-    tokenizer = AutoTokenizer.from_pretrained(pargs.tokenizer or pargs.initialize_from)
-    pad_id = pad_token_id(tokenizer)
-    train = encode_split(task, tokenizer, pargs.dataset_path, pargs.train_split, pargs.max_seq_length, pargs.max_train_samples)
-    evals = encode_split(task, tokenizer, pargs.dataset_path, pargs.eval_split, pargs.max_seq_length, pargs.max_eval_samples)
     mean_states = None
     if pargs.ablation == "mean":
         from .ablation import mean_writer_states
 
         mean_states = mean_writer_states(model, train, pad_id, pargs.eval_batch_size)
-    logger.info(
-        f"pruning {arch} {task.name}: {len(train)} train / {len(evals)} eval examples, "
-        f"{model.circuit_graph.n_edges} edges, {model.circuit_graph.n_writers} nodes"
-    )
+    graph = model.circuit_graph
+    logger.info(f"pruning {task.name}: {len(train)} train examples, {graph.n_edges} edges, {graph.n_writers} nodes")
     trainer = EdgePruningTrainer(
         model=model,
         args=targs,
@@ -360,6 +349,33 @@ def prune_main(
     state_dict = trainer.accelerator.get_state_dict(trainer.model) if trainer.is_fsdp_enabled else None
     if trainer.is_world_process_zero():
         save_atomically(model, tokenizer, output_dir, state_dict)
+    return trainer, mean_states
+
+
+def prune_main(
+    arch: str, task_name: str, argv: list[str] | None = None, callbacks: list[TrainerCallback] | None = None
+) -> CircuitEvaluation:
+    """Entry point of every `src/prune/<arch>_<task>.py` script; `callbacks` are added
+    to the Trainer's."""
+    pargs, targs = parse_args(argv)
+    output_dir = Path(targs.output_dir)
+    setup_logging(output_dir, "prune.log")
+    task = get_task(task_name)
+    cls = model_class(arch)
+    set_seed(targs.seed)  # the masks' N(10, 0.01) initialisation is drawn when the model is built
+    # Loaded in fp32 whatever the checkpoint's dtype, so that masks it lacks start from an
+    # fp32 N(10, 0.01). Masks and λs stay fp32; with --bf16 the frozen weights (and thus
+    # the activations and the residual stream) are bf16.
+    model = cls.from_pretrained(pargs.initialize_from, with_embedding_nodes=pargs.with_embedding_nodes, dtype=torch.float32)
+    if targs.bf16:
+        model.to(torch.bfloat16)
+        model.circuit_masks.float()
+    model.freeze_model_weights()
+    tokenizer = AutoTokenizer.from_pretrained(pargs.tokenizer or pargs.initialize_from)
+    pad_id = pad_token_id(tokenizer)
+    train = encode_split(task, tokenizer, pargs.dataset_path, pargs.train_split, pargs.max_seq_length, pargs.max_train_samples)
+    evals = encode_split(task, tokenizer, pargs.dataset_path, pargs.eval_split, pargs.max_seq_length, pargs.max_eval_samples)
+    trainer, mean_states = train_masks(model, task, train, pad_id, pargs, targs, tokenizer, callbacks)
     # Every rank evaluates (under FSDP each forward is collective); rank 0 writes.
     result = evaluate_circuit(
         model, task, evals, pargs.eval_split, pargs.eval_batch_size, pad_id, ablation=pargs.ablation, mean_states=mean_states

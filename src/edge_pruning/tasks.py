@@ -358,3 +358,7 @@ def collate(examples: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
         batch["start_yy"] = torch.tensor([e.extra["start_yy"] for e in examples])
         batch["year_tokens"] = torch.tensor([e.extra["year_tokens"] for e in examples])
     return batch
+
+
+# The Tracr tasks register themselves into TASKS (imported last: they build on this module).
+from . import tracr_tasks  # noqa: E402,F401

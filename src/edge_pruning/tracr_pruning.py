@@ -28,16 +28,8 @@ from transformers import set_seed
 from . import l0
 from .circuit import save_edges_json
 from .evaluation import CircuitEvaluation, evaluate_circuit
-from .pruning import (
-    EdgePruningTrainer,
-    EncodedDataset,
-    JsonlLogCallback,
-    last_complete_checkpoint,
-    parse_args,
-    save_atomically,
-    setup_logging,
-)
-from .tasks import REPO_ROOT, Encoded, TaskDataError, collate
+from .pruning import parse_args, setup_logging, train_masks
+from .tasks import REPO_ROOT, Encoded, TaskDataError
 from .tracr_tasks import TracrTask, get_tracr_task
 
 logger = logging.getLogger("edge_pruning")
@@ -189,33 +181,7 @@ def tracr_prune_main(task_name: str, argv: list[str] | None = None) -> TracrPrun
     pad_id = model.config.pad_token_id
     train = encode_tracr_split(task, vocab, pargs.dataset_path, pargs.train_split, pargs.max_train_samples)
     evals = encode_tracr_split(task, vocab, pargs.dataset_path, pargs.eval_split, pargs.max_eval_samples)
-    mean_states = None
-    if pargs.ablation == "mean":
-        from .ablation import mean_writer_states
-
-        mean_states = mean_writer_states(model, train, pad_id, pargs.eval_batch_size)
-    logger.info(
-        f"pruning erazr {task.name}: {len(train)} train / {len(evals)} eval examples, "
-        f"{model.circuit_graph.n_edges} edges, {model.circuit_graph.n_writers} nodes"
-    )
-    trainer = EdgePruningTrainer(
-        model=model,
-        args=targs,
-        train_dataset=EncodedDataset(train),
-        data_collator=lambda examples: collate(examples, pad_id),
-        task=task,
-        pruning_args=pargs,
-        mean_states=mean_states,
-        callbacks=[JsonlLogCallback(output_dir / "log.jsonl")],
-    )
-    resume = targs.resume_from_checkpoint
-    if resume is None and not pargs.overwrite_output_dir:
-        resume = last_complete_checkpoint(output_dir)
-        if resume:
-            logger.info(f"resuming from {resume}")
-    trainer.train(resume_from_checkpoint=resume)
-    if trainer.is_world_process_zero():
-        save_atomically(model, None, output_dir)  # the trained masks, before binarising
+    trainer, mean_states = train_masks(model, task, train, pad_id, pargs, targs)  # masks saved before binarising
     edges = tracr_circuit_edges(model)
     model.load_edges(edges)
     result = evaluate_circuit(
