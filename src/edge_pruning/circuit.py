@@ -228,6 +228,24 @@ class CircuitModelMixin:
             return ResidualMixer(self.circuit_graph, always_on, masks, corr_x, mask_grad_deltas=mask_grad_deltas)
         return ResidualMixer(self.circuit_graph, always_on, keep_writer_states=output_writer_states)
 
+    def circuit_output(
+        self,
+        mixer: ResidualMixer,
+        logits: torch.Tensor,
+        output_writer_states: bool,
+        target_edge_sparsity: float | None,
+        target_node_sparsity: float | None,
+    ) -> CircuitModelOutput:
+        """The output every model returns: logits, writer states if asked for, and in
+        the circuit the sparsity terms."""
+        out = CircuitModelOutput(logits=logits)
+        if output_writer_states:
+            out.writer_states = mixer.writer_states()
+        if mixer.masked:
+            for key, value in self.sparsity_outputs(target_edge_sparsity, target_node_sparsity).items():
+                out[key] = value
+        return out
+
     def sparsity_outputs(self, target_edge_sparsity: float | None, target_node_sparsity: float | None) -> dict:
         """The Lagrangian terms and expected sparsities for the pruning loss."""
         masks = self.circuit_masks

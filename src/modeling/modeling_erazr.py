@@ -277,10 +277,5 @@ class ErazrModel(CircuitModelMixin, PreTrainedModel):
         for layer in self.layers:
             layer(mixer, mask)
         final = mixer.read(self.circuit_graph.sites[-1])[0]
-        out = CircuitModelOutput(logits=self.unembed(gather_positions(final, output_positions)))
-        if output_writer_states:
-            out.writer_states = mixer.writer_states()
-        if mixer.masked:
-            for key, value in self.sparsity_outputs(target_edge_sparsity, target_node_sparsity).items():
-                out[key] = value
-        return out
+        logits = self.unembed(gather_positions(final, output_positions))
+        return self.circuit_output(mixer, logits, output_writer_states, target_edge_sparsity, target_node_sparsity)

@@ -211,13 +211,7 @@ class FLlamaModel(FLlamaPreTrainedModel):
         for layer in self.layers:
             layer(mixer, position_embeddings, mask)
         hidden = self.norm(mixer.read(self.circuit_graph.sites[-1])[0])
-        out = CircuitModelOutput(logits=hidden)
-        if output_writer_states:
-            out.writer_states = mixer.writer_states()
-        if mixer.masked:
-            for key, value in self.sparsity_outputs(target_edge_sparsity, target_node_sparsity).items():
-                out[key] = value
-        return out
+        return self.circuit_output(mixer, hidden, output_writer_states, target_edge_sparsity, target_node_sparsity)
 
 
 class FLlamaForCausalLM(FLlamaPreTrainedModel):
@@ -232,9 +226,6 @@ class FLlamaForCausalLM(FLlamaPreTrainedModel):
     @property
     def circuit_masks(self) -> CircuitMasks:
         return self.model.circuit_masks
-
-    def full_model(self):
-        return self.model.full_model()
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.model.embed_tokens

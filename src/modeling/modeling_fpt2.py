@@ -183,13 +183,7 @@ class FPT2Model(FPT2PreTrainedModel):
         for block in self.h:
             block(mixer, mask)
         hidden = self.ln_f(mixer.read(self.circuit_graph.sites[-1])[0])
-        out = CircuitModelOutput(logits=hidden)
-        if output_writer_states:
-            out.writer_states = mixer.writer_states()
-        if mixer.masked:
-            for key, value in self.sparsity_outputs(target_edge_sparsity, target_node_sparsity).items():
-                out[key] = value
-        return out
+        return self.circuit_output(mixer, hidden, output_writer_states, target_edge_sparsity, target_node_sparsity)
 
 
 class FPT2LMHeadModel(FPT2PreTrainedModel):
