@@ -1,30 +1,4 @@
 #!/usr/bin/env bash
-# Edge Pruning sweep on greater-than with the paper's GPT-2 hyperparameters (method.md §6):
-# 3,000 steps (2,500 sparsity warm-up), batch 32, sequence length 64, all four
-# learning rates 0.8, node target 0.72 without the node penalty, edge targets
-# from 0.94 to 1.1. Each run is then evaluated on the test split.
-#   MODEL=gpt2 bash run_scripts/gt_sweep.sh            # needs the HF hub
-#   MODEL=/path/to/gpt2 EDGE_TARGETS="1.02" bash run_scripts/gt_sweep.sh
-set -euo pipefail
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-MODEL="${MODEL:-gpt2}"
-DATASET="${DATASET:-$ROOT/data/datasets/gt}"
-TRAIN_SPLIT="${TRAIN_SPLIT:-train}"
-EDGE_TARGETS="${EDGE_TARGETS:-0.94 0.96 0.98 1.0 1.02 1.05 1.1}"
-NODE_TARGET="${NODE_TARGET:-0.72}"
-OUT="${OUT:-$ROOT/data/runs}"
-PY="${PYTHON:-python}"
-
-for ES in $EDGE_TARGETS; do
-  RUN="$OUT/gt-$(basename "$DATASET")-$TRAIN_SPLIT-es$ES"
-  "$PY" "$ROOT/src/prune/fpt2_gt.py" \
-    --initialize_from "$MODEL" --dataset_path "$DATASET" --train_split "$TRAIN_SPLIT" \
-    --max_seq_length 64 --per_device_train_batch_size 32 \
-    --edge_learning_rate 0.8 --node_learning_rate 0.8 --reg_edge_learning_rate 0.8 --reg_node_learning_rate 0.8 \
-    --max_steps 3000 --warmup_steps 200 --num_sparsity_warmup_steps 2500 --warmup_type linear \
-    --start_edge_sparsity 0.0 --target_edge_sparsity "$ES" \
-    --start_node_sparsity 0.0 --target_node_sparsity "$NODE_TARGET" \
-    --with_embedding_nodes --disable_node_loss \
-    --output_dir "$RUN" --save_steps 500 --logging_steps 10 --report_to none --seed 42
-  "$PY" "$ROOT/src/eval/gt.py" -m "$RUN" -d "$DATASET" -s test -n 1000
-done
+# The paper's greater-than sweep on GPT-2 (see sweep.sh for the settings and variables):
+#   MODEL=gpt2 bash run_scripts/gt_sweep.sh
+exec bash "$(dirname "$0")/sweep.sh" gt "$@"
