@@ -1,7 +1,6 @@
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 # Test models are tiny: on a 2-core machine intra-op threads only add synchronisation.

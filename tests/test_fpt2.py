@@ -9,7 +9,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from edge_pruning.graph import CircuitGraph
-from modeling.modeling_fpt2 import FPT2Config, FPT2LMHeadModel
+from modeling.modeling_fpt2 import FPT2LMHeadModel
 from reference import reference_fpt2_logits
 
 TOL = 1e-4
