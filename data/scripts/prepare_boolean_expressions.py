@@ -25,11 +25,8 @@ Columns: expression, answer ("True"/"False"), corrupted_expression, corrupted_an
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
-import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -39,9 +36,15 @@ from edge_pruning.boolean_prompts import (
     few_shot_prompt,
     instruction_prompt,
 )
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DATASETS = REPO_ROOT / "data" / "datasets"
+from edge_pruning.datagen import (
+    DATASETS_DIR,
+    generator_parser,
+    load_tokenizer,
+    save_splits,
+    split_by_counts,
+    token_lengths,
+    write_generation_info,
+)
 
 FLIP = {"True": "False", "False": "True", "and": "or", "or": "and"}
 NOT_WEIGHTS = (0.65, 0.30, 0.05)  # probability of 0, 1, 2 leading "not"s on a term
@@ -55,22 +58,6 @@ class BoolExample:
     answer: str
     corrupted_expression: str
     corrupted_answer: str
-
-
-def load_tokenizer(name_or_path: str):
-    """A hub name or a local path (relative paths may be relative to the repo root)."""
-    from transformers import AutoTokenizer
-
-    path = Path(name_or_path)
-    if not path.exists() and (REPO_ROOT / path).exists():
-        name_or_path = str(REPO_ROOT / path)
-    return AutoTokenizer.from_pretrained(name_or_path)
-
-
-def token_lengths(tokenizer, texts: Sequence[str]) -> list[int]:
-    if not texts:
-        return []
-    return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
 
 def _composition(rng: random.Random, n: int, parts: int) -> list[int]:
@@ -117,10 +104,8 @@ def corrupt(rng: random.Random, expression: str) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tokenizer", default="gpt2", help="hub name or local path")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=DATASETS / "boolean_expressions")
+    parser = generator_parser(__doc__)
+    parser.add_argument("--out", type=Path, default=DATASETS_DIR / "boolean_expressions")
     parser.add_argument("--max_total", type=int, default=5000,
                         help="cap on the number of unique expressions (before the split)")
     parser.add_argument("--max_literals", type=int, default=6)
@@ -128,8 +113,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fractions", type=float, nargs=3, default=(0.5, 0.1, 0.4),
                         metavar=("TRAIN", "VAL", "TEST"))
     args = parser.parse_args(argv)
-
-    from datasets import Dataset, DatasetDict
 
     tokenizer = load_tokenizer(args.tokenizer)
     rng = random.Random(args.seed)
@@ -169,15 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     total = len(examples)
     n_train = int(round(args.fractions[0] * total))
     n_val = int(round(args.fractions[1] * total))
-    splits = {
-        "train": examples[:n_train],
-        "validation": examples[n_train: n_train + n_val],
-        "test": examples[n_train + n_val:],
-    }
+    splits = split_by_counts(examples, n_train, n_val)
     out = args.out
-    if out.exists() and (out / "dataset_dict.json").exists():
-        shutil.rmtree(out)
-    DatasetDict({k_: Dataset.from_list([asdict(e) for e in v]) for k_, v in splits.items()}).save_to_disk(str(out))
+    save_splits(out, splits)
     info = {
         "task": "boolean_expressions",
         "tokenizer": args.tokenizer,
@@ -190,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "dropped_for_token_length": len(candidates) - total,
         "answer_counts": {a: sum(e.answer == a for e in examples) for a in ("True", "False")},
     }
-    (out / "generation_info.json").write_text(json.dumps(info, indent=1) + "\n")
+    write_generation_info(out, info)
     print(f"wrote {out}: {info['sizes']}")
     return 0
 

@@ -13,18 +13,23 @@ Every (template, name) clean prompt appears at most once across all splits.
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
-import shutil
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-HELPERS = REPO_ROOT / "data" / "helper_files"
-DATASETS = REPO_ROOT / "data" / "datasets"
+from edge_pruning.datagen import (
+    DATASETS_DIR,
+    HELPERS_DIR,
+    generator_parser,
+    load_tokenizer,
+    read_list,
+    save_splits,
+    split_by_counts,
+    write_generation_info,
+)
 
 PRONOUN = {"female": " she", "male": " he"}
 OTHER = {"female": "male", "male": "female"}
@@ -40,49 +45,25 @@ class GPExample:
     distractor: str
 
 
-def read_list(path: Path) -> list[str]:
-    """Non-empty, non-comment lines of a seed file, de-duplicated in order."""
-    out: list[str] = []
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and line not in out:
-            out.append(line)
-    return out
-
-
-def load_tokenizer(name_or_path: str):
-    """A hub name or a local path (relative paths may be relative to the repo root)."""
-    from transformers import AutoTokenizer
-
-    path = Path(name_or_path)
-    if not path.exists() and (REPO_ROOT / path).exists():
-        name_or_path = str(REPO_ROOT / path)
-    return AutoTokenizer.from_pretrained(name_or_path)
-
-
 def n_tokens(tokenizer, text: str) -> int:
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tokenizer", default="gpt2", help="hub name or local path")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=DATASETS / "gp")
+    parser = generator_parser(__doc__)
+    parser.add_argument("--out", type=Path, default=DATASETS_DIR / "gp")
     parser.add_argument("--n_train", type=int, default=150)
     parser.add_argument("--n_validation", type=int, default=150)
     parser.add_argument("--n_test", type=int, default=1000)
     args = parser.parse_args(argv)
 
-    from datasets import Dataset, DatasetDict
-
     tokenizer = load_tokenizer(args.tokenizer)
     for pronoun in PRONOUN.values():
         if n_tokens(tokenizer, pronoun) != 1:
             raise SystemExit(f"{pronoun!r} is not a single token under {args.tokenizer}")
-    templates = json.loads((HELPERS / "gp_templates.json").read_text())["templates"]
-    female = read_list(HELPERS / "names_female.txt")
-    male = read_list(HELPERS / "names_male.txt")
+    templates = json.loads((HELPERS_DIR / "gp_templates.json").read_text())["templates"]
+    female = read_list(HELPERS_DIR / "names_female.txt")
+    male = read_list(HELPERS_DIR / "names_male.txt")
     ambiguous = set(female) & set(male)
     names = {"female": [n for n in female if n not in ambiguous],
              "male": [n for n in male if n not in ambiguous]}
@@ -114,15 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 break
     if len(examples) < need:
         raise SystemExit(f"only {len(examples)} GP examples available, {need} requested")
-    splits = {
-        "train": examples[: args.n_train],
-        "validation": examples[args.n_train: args.n_train + args.n_validation],
-        "test": examples[args.n_train + args.n_validation: need],
-    }
+    splits = split_by_counts(examples, args.n_train, args.n_validation, args.n_test)
     out = args.out
-    if out.exists() and (out / "dataset_dict.json").exists():
-        shutil.rmtree(out)
-    DatasetDict({k: Dataset.from_list([asdict(e) for e in v]) for k, v in splits.items()}).save_to_disk(str(out))
+    save_splits(out, splits)
     info = {
         "task": "gp",
         "tokenizer": args.tokenizer,
@@ -131,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "n_templates": len(templates),
         "names": {g: sorted(v) for g, v in names.items()},
     }
-    (out / "generation_info.json").write_text(json.dumps(info, indent=1) + "\n")
+    write_generation_info(out, info)
     print(f"wrote {out}: {info['sizes']}")
     return 0
 

@@ -19,17 +19,22 @@ removes years such as 1701 that are single tokens).
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
-import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-HELPERS = REPO_ROOT / "data" / "helper_files"
-DATASETS = REPO_ROOT / "data" / "datasets"
+from edge_pruning.datagen import (
+    DATASETS_DIR,
+    HELPERS_DIR,
+    generator_parser,
+    load_tokenizer,
+    read_list,
+    save_splits,
+    split_by_counts,
+    token_lengths,
+    write_generation_info,
+)
 
 TEMPLATE = "The {noun} lasted from the year {century}{yy:02d} to the year "
 CORRUPT_YY = 1
@@ -44,32 +49,6 @@ class GTExample:
     start_yy: int
     corr_prefix: str
     corr_start_yy: int
-
-
-def read_list(path: Path) -> list[str]:
-    """Non-empty, non-comment lines of a seed file, de-duplicated in order."""
-    out: list[str] = []
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and line not in out:
-            out.append(line)
-    return out
-
-
-def load_tokenizer(name_or_path: str):
-    """A hub name or a local path (relative paths may be relative to the repo root)."""
-    from transformers import AutoTokenizer
-
-    path = Path(name_or_path)
-    if not path.exists() and (REPO_ROOT / path).exists():
-        name_or_path = str(REPO_ROOT / path)
-    return AutoTokenizer.from_pretrained(name_or_path)
-
-
-def token_lengths(tokenizer, texts: Sequence[str]) -> list[int]:
-    if not texts:
-        return []
-    return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
 
 def make_example(noun: str, century: int, yy: int) -> GTExample:
@@ -92,10 +71,8 @@ def same_length(tokenizer, examples: Sequence[GTExample]) -> list[bool]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tokenizer", default="gpt2", help="hub name or local path")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=DATASETS / "gt")
+    parser = generator_parser(__doc__)
+    parser.add_argument("--out", type=Path, default=DATASETS_DIR / "gt")
     parser.add_argument("--n_train", type=int, default=150)
     parser.add_argument("--n_validation", type=int, default=150)
     parser.add_argument("--n_test", type=int, default=1000)
@@ -107,10 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 2 <= args.min_yy <= args.max_yy <= 98:
         parser.error("need 2 <= min_yy <= max_yy <= 98")
 
-    from datasets import Dataset, DatasetDict
-
     tokenizer = load_tokenizer(args.tokenizer)
-    nouns = read_list(HELPERS / "gt_nouns.txt")
+    nouns = read_list(HELPERS_DIR / "gt_nouns.txt")
     universe = [make_example(n, c, yy) for n in nouns for c in args.centuries
                 for yy in range(args.min_yy, args.max_yy + 1)]
     random.Random(args.seed).shuffle(universe)
@@ -123,15 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         usable += [e for e, good in zip(chunk, same_length(tokenizer, chunk)) if good]
     if len(usable) < need:
         raise SystemExit(f"only {len(usable)} usable examples, {need} requested")
-    splits = {
-        "train": usable[: args.n_train],
-        "validation": usable[args.n_train: args.n_train + args.n_validation],
-        "test": usable[args.n_train + args.n_validation: need],
-    }
+    splits = split_by_counts(usable, args.n_train, args.n_validation, args.n_test)
     out = args.out
-    if out.exists() and (out / "dataset_dict.json").exists():
-        shutil.rmtree(out)
-    DatasetDict({k: Dataset.from_list([asdict(e) for e in v]) for k, v in splits.items()}).save_to_disk(str(out))
+    save_splits(out, splits)
     info = {
         "task": "gt",
         "tokenizer": args.tokenizer,
@@ -142,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "yy_range": [args.min_yy, args.max_yy],
         "dropped_for_token_length": checked - len(usable),
     }
-    (out / "generation_info.json").write_text(json.dumps(info, indent=1) + "\n")
+    write_generation_info(out, info)
     print(f"wrote {out}: {info['sizes']} (dropped {info['dropped_for_token_length']} for token length)")
     return 0
 

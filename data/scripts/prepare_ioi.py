@@ -26,17 +26,22 @@ splits. ``--train_100k_as split`` puts it in the DatasetDict instead.
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-HELPERS = REPO_ROOT / "data" / "helper_files"
-DATASETS = REPO_ROOT / "data" / "datasets"
+from edge_pruning.datagen import (
+    DATASETS_DIR,
+    HELPERS_DIR,
+    generator_parser,
+    load_tokenizer,
+    read_list,
+    save_splits,
+    token_lengths,
+    write_generation_info,
+)
 
 ORDERS = ("ABBA", "BABA")
 
@@ -61,32 +66,6 @@ class IOIExample:
     distractor: str
     template_id: int
     order: str
-
-
-def read_list(path: Path) -> list[str]:
-    """Non-empty, non-comment lines of a seed file, de-duplicated in order."""
-    out: list[str] = []
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and line not in out:
-            out.append(line)
-    return out
-
-
-def load_tokenizer(name_or_path: str):
-    """A hub name or a local path (relative paths may be relative to the repo root)."""
-    from transformers import AutoTokenizer
-
-    path = Path(name_or_path)
-    if not path.exists() and (REPO_ROOT / path).exists():
-        name_or_path = str(REPO_ROOT / path)
-    return AutoTokenizer.from_pretrained(name_or_path)
-
-
-def token_lengths(tokenizer, texts: Sequence[str]) -> list[int]:
-    if not texts:
-        return []
-    return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
 
 def single_token_names(tokenizer, names: Sequence[str]) -> list[str]:
@@ -155,9 +134,7 @@ def sample_split(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tokenizer", default="gpt2", help="hub name or local path")
-    parser.add_argument("--seed", type=int, default=0)
+    parser = generator_parser(__doc__)
     parser.add_argument("--out", type=Path, default=None,
                         help="output dir (default data/datasets/ioi or ioi-t1)")
     parser.add_argument("--single_template", action="store_true", help="IOI-t1: one template only")
@@ -170,21 +147,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n_test", type=int, default=10_000)
     parser.add_argument("--train_100k_as", choices=("parquet", "split"), default="parquet",
                         help="parquet: <out>/train_100k.parquet (default, small); split: inside the DatasetDict")
-    parser.add_argument("--templates", type=Path, default=HELPERS / "ioi_templates.json")
+    parser.add_argument("--templates", type=Path, default=HELPERS_DIR / "ioi_templates.json")
     args = parser.parse_args(argv)
 
-    from datasets import Dataset, DatasetDict
+    from datasets import Dataset
 
-    out = args.out or DATASETS / ("ioi-t1" if args.single_template else "ioi")
+    out = args.out or DATASETS_DIR / ("ioi-t1" if args.single_template else "ioi")
     tokenizer = load_tokenizer(args.tokenizer)
     rng = random.Random(args.seed)
 
-    raw_names = read_list(HELPERS / "names_female.txt") + read_list(HELPERS / "names_male.txt")
+    raw_names = read_list(HELPERS_DIR / "names_female.txt") + read_list(HELPERS_DIR / "names_male.txt")
     names = single_token_names(tokenizer, list(dict.fromkeys(raw_names)))
     if len(names) < 5:
         raise RuntimeError(f"only {len(names)} single-token names under {args.tokenizer}")
-    places = read_list(HELPERS / "ioi_places.txt")
-    objects = read_list(HELPERS / "ioi_objects.txt")
+    places = read_list(HELPERS_DIR / "ioi_places.txt")
+    objects = read_list(HELPERS_DIR / "ioi_objects.txt")
     templates = build_templates(json.loads(args.templates.read_text()))
 
     if args.single_template:
@@ -206,9 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                         args.n_validation, seen)
     splits["test"] = sample_split(rng, tokenizer, test_t, names, places, objects, args.n_test, seen)
 
-    if out.exists() and (out / "dataset_dict.json").exists():
-        shutil.rmtree(out)
-    DatasetDict({k: Dataset.from_list([asdict(e) for e in v]) for k, v in splits.items()}).save_to_disk(str(out))
+    save_splits(out, splits)
     sizes = {k: len(v) for k, v in splits.items()}
     if big and args.train_100k_as == "parquet":
         import pyarrow.parquet as pq
@@ -227,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "names": names,
         "corruption": "all three name slots refilled with three fresh distinct names (ABB->XYZ)",
     }
-    (out / "generation_info.json").write_text(json.dumps(info, indent=1) + "\n")
+    write_generation_info(out, info)
     print(f"wrote {out}: {info['sizes']} ({len(names)} single-token names)")
     return 0
 
