@@ -279,6 +279,14 @@ def save_atomically(model, tokenizer, output_dir: str | os.PathLike, state_dict:
     tmp.rmdir()
 
 
+def flush_denormals_on_cpu(targs: TrainingArguments) -> None:
+    """Treat denormal floats as zero on the CPU. Early in pruning the circuit equals the
+    full model, the KL is ~1e-4 and its gradients are tiny: x86 arithmetic on denormals
+    is many times slower (a SmolLM2 step took 13 s instead of under 2)."""
+    if targs.device.type == "cpu":
+        torch.set_flush_denormal(True)
+
+
 def setup_logging(output_dir: Path, filename: str) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(output_dir / filename)
@@ -360,6 +368,7 @@ def prune_main(
     pargs, targs = parse_args(argv)
     output_dir = Path(targs.output_dir)
     setup_logging(output_dir, "prune.log")
+    flush_denormals_on_cpu(targs)
     task = get_task(task_name)
     cls = model_class(arch)
     set_seed(targs.seed)  # the masks' N(10, 0.01) initialisation is drawn when the model is built

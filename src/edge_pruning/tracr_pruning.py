@@ -28,7 +28,7 @@ from transformers import set_seed
 from . import l0
 from .circuit import save_edges_json
 from .evaluation import CircuitEvaluation, evaluate_circuit
-from .pruning import parse_args, setup_logging, train_masks
+from .pruning import flush_denormals_on_cpu, parse_args, setup_logging, train_masks
 from .tasks import REPO_ROOT, Encoded, TaskDataError
 from .tracr_tasks import TracrTask, get_tracr_task
 
@@ -170,6 +170,7 @@ def tracr_prune_main(task_name: str, argv: list[str] | None = None) -> TracrPrun
         raise ValueError("--ablation interchange needs corrupted inputs, which the Tracr tasks lack; use zero or mean")
     output_dir = Path(targs.output_dir)
     setup_logging(output_dir, "prune.log")
+    flush_denormals_on_cpu(targs)
     if targs.device.type == "cpu":
         # Tracr's matrices are tiny: intra-op threads only add synchronisation (a
         # step took 20x longer with 2 threads than with 1 on a busy 2-core machine).
