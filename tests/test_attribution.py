@@ -156,3 +156,25 @@ def test_full_and_empty_circuits_bracket_the_metric(model, examples):
     assert same_metric == pytest.approx(full_metric, abs=1e-4) and abs(same_kl) < 1e-5
     _, empty_kl = circuit_metric(model, task, examples, torch.zeros_like(all_edges), 6, 0)
     assert empty_kl > 1e-3
+
+
+def test_eap_ig_on_llama_uses_clean_deltas(tmp_path, examples):
+    """FLlama takes the same attribution inputs (inputs_embeds, mask_grad_deltas): one
+    IG step equals EAP, more steps differ."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from modeling.modeling_fllama import FLlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=VOCAB, initializer_range=0.3)  # fmt: skip
+    LlamaForCausalLM(cfg).save_pretrained(tmp_path)
+    llama = FLlamaForCausalLM.from_pretrained(tmp_path, with_embedding_nodes=True).eval()
+    llama.freeze_model_weights()
+    task = IOITask()
+    eap = edge_attribution(llama, task, examples, "eap", batch_size=6, show_progress=False).scores
+    one = edge_attribution(llama, task, examples, "eap-ig-inputs", steps=1, batch_size=6, show_progress=False).scores
+    five = edge_attribution(llama, task, examples, "eap-ig-inputs", steps=5, batch_size=6, show_progress=False).scores
+    assert eap.abs().sum() > 0
+    assert torch.allclose(eap, one, atol=1e-6, rtol=1e-5)
+    assert not torch.allclose(eap, five, atol=1e-4)

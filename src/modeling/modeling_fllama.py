@@ -190,23 +190,25 @@ class FLlamaModel(FLlamaPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         corr_x: torch.Tensor | None = None,
         output_writer_states: bool = False,
+        mask_grad_deltas: torch.Tensor | None = None,
         target_edge_sparsity: float | None = None,
         target_node_sparsity: float | None = None,
         **kwargs,
     ) -> CircuitModelOutput:
-        """The final residual (after the final norm) as `logits`' input; see FLlamaForCausalLM."""
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        """The final residual (after the final norm) as `logits`' input; see
+        FLlamaForCausalLM. `inputs_embeds`, when given, replaces the token embeddings."""
+        if input_ids is None and inputs_embeds is None:
+            raise ValueError("pass input_ids or inputs_embeds")
         embeds = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
         S = embeds.shape[1]
         if position_ids is None:
             position_ids = torch.arange(S, device=embeds.device).unsqueeze(0)
         position_embeddings = self.rotary_emb(embeds, position_ids)
         if self.config.with_embedding_nodes:
-            mixer = self.make_mixer(torch.zeros_like(embeds), corr_x, output_writer_states)
+            mixer = self.make_mixer(torch.zeros_like(embeds), corr_x, output_writer_states, mask_grad_deltas)
             mixer.write(embeds.unsqueeze(0), count=1)
         else:
-            mixer = self.make_mixer(embeds, corr_x, output_writer_states)
+            mixer = self.make_mixer(embeds, corr_x, output_writer_states, mask_grad_deltas)
         mask = attention_mask_from_padding(attention_mask, S)
         for layer in self.layers:
             layer(mixer, position_embeddings, mask)
