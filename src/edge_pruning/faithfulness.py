@@ -21,6 +21,8 @@ import torch
 from .evaluation import corrupted_states, to_device
 from .tasks import Encoded, Task, collate, kl_divergence
 
+# KL values below this are drawn at it (the full model's KL is 0 on a log axis).
+KL_FLOOR = 1e-4
 # Edge fractions (of all edges) at which circuits are compared: 0.1% ... 100%.
 FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
@@ -90,14 +92,14 @@ def save_curves(points: list[CurvePoint], summaries: dict[str, dict[str, float]]
         mine = sorted((p for p in points if p.method == method), key=lambda p: p.n_edges)
         label = method + (f" (CPR {summaries[method]['CPR']:.3f})" if method in summaries else "")
         axes[0].plot([p.n_edges for p in mine], [p.faithfulness for p in mine], "o-", label=label)
-        axes[1].plot([p.n_edges for p in mine], [p.kl for p in mine], "o-", label=method)
+        axes[1].plot([p.n_edges for p in mine], [max(p.kl, KL_FLOOR) for p in mine], "o-", label=method)
     for ax, ylabel in zip(axes, ("normalised faithfulness", "KL(full || circuit)")):
         ax.set_xscale("log")
         ax.set_xlabel("edges in circuit")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     axes[0].axhline(1.0, color="grey", lw=0.8)
-    axes[1].set_yscale("symlog", linthresh=0.01)
+    axes[1].set_yscale("log")
     axes[0].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
