@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import PretrainedConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 
 from edge_pruning.attention import attention_mask_from_padding, scaled_dot_product
 from edge_pruning.circuit import CircuitMasks, CircuitModelMixin, CircuitModelOutput, gather_positions
@@ -279,3 +279,8 @@ class ErazrModel(CircuitModelMixin, PreTrainedModel):
         final = mixer.read(self.circuit_graph.sites[-1])[0]
         logits = self.unembed(gather_positions(final, output_positions))
         return self.circuit_output(mixer, logits, output_writer_states, target_edge_sparsity, target_node_sparsity)
+
+
+# Checkpoints saved by this class load through the Auto classes too.
+AutoModel.register(ErazrConfig, ErazrModel, exist_ok=True)
+AutoConfig.register("erazr", ErazrConfig, exist_ok=True)

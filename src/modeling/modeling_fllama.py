@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 from torch import nn
-from transformers import LlamaConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, PreTrainedModel
 from transformers.models.llama.modeling_llama import (
     LlamaMLP,
     LlamaRMSNorm,
@@ -250,3 +250,8 @@ class FLlamaForCausalLM(FLlamaPreTrainedModel):
         out = self.model(input_ids, **kwargs)
         out.logits = self.lm_head(gather_positions(out.logits, output_positions))
         return out
+
+
+# Checkpoints saved by this class load through the Auto classes too.
+AutoModelForCausalLM.register(FLlamaConfig, FLlamaForCausalLM, exist_ok=True)
+AutoConfig.register("fllama", FLlamaConfig, exist_ok=True)

@@ -15,7 +15,7 @@ from typing import Callable
 
 import torch
 from torch import nn
-from transformers import GPT2Config, PreTrainedModel
+from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.pytorch_utils import Conv1D
 
@@ -214,3 +214,8 @@ class FPT2LMHeadModel(FPT2PreTrainedModel):
         out = self.transformer(input_ids, **kwargs)
         out.logits = self.lm_head(gather_positions(out.logits, output_positions))
         return out
+
+
+# Checkpoints saved by this class load through the Auto classes too.
+AutoModelForCausalLM.register(FPT2Config, FPT2LMHeadModel, exist_ok=True)
+AutoConfig.register("fpt2", FPT2Config, exist_ok=True)
