@@ -70,8 +70,12 @@ def edge_attribution(
     batch_size: int = 8,
     pad_id: int = 0,
     show_progress: bool = True,
+    ablation: str = "interchange",
 ) -> EdgeScores:
-    """Scores of every edge, averaged over `examples`."""
+    """Scores of every edge, averaged over `examples`. `ablation` "zero" scores
+    against zero ablation (Tracr models): corrupted states and embeddings are zero."""
+    if ablation not in ("interchange", "zero"):
+        raise ValueError(f"attribution supports interchange and zero ablation, not {ablation!r}")
     if method not in METHODS:
         raise ValueError(f"unknown attribution method {method!r}; known: {', '.join(METHODS)}")
     if steps < 1:
@@ -86,15 +90,17 @@ def edge_attribution(
     for batch in tqdm(batches, desc=method, disable=not show_progress, leave=False):
         batch = to_device(batch, device)
         with torch.no_grad():
-            corr_x = model(batch["corr_input_ids"], attention_mask=batch["attention_mask"], output_writer_states=True).writer_states
+            corr_x = None
+            if ablation == "interchange":
+                corr_x = model(batch["corr_input_ids"], attention_mask=batch["attention_mask"], output_writer_states=True).writer_states
         if method == "eap":
             alphas = [1.0]
         elif method == "eap-ig-inputs":
             with torch.no_grad():
                 clean_x = model(batch["input_ids"], attention_mask=batch["attention_mask"], output_writer_states=True).writer_states
-                clean_deltas = clean_x - corr_x
+                clean_deltas = clean_x if corr_x is None else clean_x - corr_x
                 clean_emb = _input_embeddings(model, batch["input_ids"])
-                corr_emb = _input_embeddings(model, batch["corr_input_ids"])
+                corr_emb = torch.zeros_like(clean_emb) if corr_x is None else _input_embeddings(model, batch["corr_input_ids"])
             alphas = [k / steps for k in range(1, steps + 1)]
         else:
             alphas = [(k - 0.5) / steps for k in range(1, steps + 1)]
