@@ -450,6 +450,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="do not flush denormals to zero on CPU (the pruning scripts flush them: near the full "
         "model the KL gradients are denormal-sized, and x86 arithmetic on them is ~10x slower)",
     )
+    ap.add_argument(
+        "--default-allocator",
+        action="store_true",
+        help="keep glibc's defaults (the pruning scripts serve large tensors from the heap on CPU)",
+    )
     ap.add_argument("--json", type=Path, default=None, help="save raw numbers here")
     ap.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     return ap.parse_args(argv)
@@ -461,6 +466,10 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     if not args.keep_denormals:
         torch.set_flush_denormal(True)
+    if not args.memory_child and not args.device.startswith("cuda") and not args.default_allocator:
+        from edge_pruning.pruning import reuse_freed_memory
+
+        reuse_freed_memory()  # as the pruning scripts do on CPU
     shape = Shape(args.arch, args.batch, args.seq, args.layers, args.hidden, args.heads, args.vocab, args.device, args.dtype)
     if shape.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("--device cuda asked for, but torch.cuda.is_available() is False")
