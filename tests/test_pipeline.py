@@ -224,3 +224,20 @@ def test_vis_fllama_intersection(tiny_llama, tmp_path):
     b = {tuple(e) for e in json.loads((paths[1] / "edges.json").read_text())}
     both = {tuple(e) for e in json.loads(out.read_text())}
     assert both == a & b and 0 < len(both) < min(len(a), len(b))
+
+
+def test_compare_methods_end_to_end(tiny_gpt2, tmp_path):
+    from edge_pruning.compare import compare_main
+    from edge_pruning.pruning import prune_main
+
+    out = tmp_path / "cmp"
+    run = tmp_path / "run"
+    prune_main("fpt2", "ioi", list(map(str, prune_args(tiny_gpt2, run, steps=2, extra=["--with_embedding_nodes"]))))
+    summary = compare_main(["-m", str(tiny_gpt2), "-t", "ioi", "-w", "--ep-runs", str(run), "--n-attribution", "4",
+                            "--n-eval", "4", "--ig-steps", "2", "--fractions", "0.1", "1.0", "-o", str(out)])  # fmt: skip
+    assert set(summary["areas"]) == {"eap", "eap-ig-inputs", "eap-ig-activations", "edge-pruning (ranked)"}
+    points = json.loads((out / "faithfulness.json").read_text())["points"]
+    full = [p for p in points if p["edge_fraction"] == 1.0]
+    assert full and all(abs(p["kl"]) < 1e-5 for p in full)
+    for name in ("faithfulness.csv", "faithfulness.png", "circuit_eap.json", f"circuit_edge-pruning_{run.name}.json"):
+        assert (out / name).exists(), name

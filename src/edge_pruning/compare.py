@@ -82,12 +82,14 @@ def compare_main(argv: list[str] | None = None) -> dict:
     graph = model.circuit_graph
     n_total = graph.n_edges
 
-    full_metric, _ = circuit_metric(model, task, evals, None, args.batch_size, pad_id)
-    empty_metric, empty_kl = circuit_metric(model, task, evals, torch.zeros(graph.n_readers, graph.n_writers), args.batch_size, pad_id)
+    full_logits: dict[int, torch.Tensor] = {}  # the full model's logits, computed once
+    full_metric, _ = circuit_metric(model, task, evals, None, args.batch_size, pad_id, full_cache=full_logits)
+    empty = torch.zeros(graph.n_readers, graph.n_writers)
+    empty_metric, empty_kl = circuit_metric(model, task, evals, empty, args.batch_size, pad_id, full_cache=full_logits)
     span = full_metric - empty_metric
 
     def point(method: str, chosen: torch.Tensor) -> CurvePoint:
-        metric, kl = circuit_metric(model, task, evals, chosen, args.batch_size, pad_id)
+        metric, kl = circuit_metric(model, task, evals, chosen, args.batch_size, pad_id, full_cache=full_logits)
         n = int(chosen.sum())
         return CurvePoint(method, n, n / n_total, metric, kl, (metric - empty_metric) / span if span else float("nan"))
 

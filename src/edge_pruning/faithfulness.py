@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from .evaluation import corrupted_states, to_device
-from .tasks import Encoded, Task, collate, kl_divergence
+from .evaluation import batches, corrupted_states, model_logits, to_device
+from .tasks import Encoded, Task, kl_divergence
 
 # KL values below this are drawn at it (the full model's KL is 0 on a log axis).
 KL_FLOOR = 1e-4
@@ -38,23 +38,35 @@ class CurvePoint:
 
 
 @torch.no_grad()
-def circuit_metric(model, task: Task, examples: list[Encoded], edges: torch.Tensor | None, batch_size: int, pad_id: int, ablation: str = "interchange", mean_states=None) -> tuple[float, float]:
+def circuit_metric(
+    model,
+    task: Task,
+    examples: list[Encoded],
+    edges: torch.Tensor | None,
+    batch_size: int,
+    pad_id: int,
+    ablation: str = "interchange",
+    mean_states=None,
+    full_cache: dict[int, torch.Tensor] | None = None,
+) -> tuple[float, float]:
     """(mean task metric, mean KL to the full model) of the circuit `edges`
-    (readers x writers 0/1; None is the full model)."""
+    (readers x writers 0/1; None is the full model). `full_cache`, shared across
+    calls on the same examples, keeps the full model's logits per batch."""
     device = next(model.parameters()).device
     metric_sum, kl_sum = 0.0, 0.0
     if edges is not None:
         model.set_circuit(edges)
     model.eval()
-    for start in range(0, len(examples), batch_size):
-        batch = to_device(collate(examples[start : start + batch_size], pad_id), device)
-        kwargs = dict(attention_mask=batch["attention_mask"], output_positions=batch["positions"])
-        with model.full_model():
-            full = model(batch["input_ids"], **kwargs).logits
+    cache = {} if full_cache is None else full_cache
+    for i, batch in enumerate(batches(examples, batch_size, pad_id)):
+        batch = to_device(batch, device)
+        if i not in cache:
+            cache[i] = model_logits(model, batch, circuit=False)
+        full = cache[i]
         if edges is None:
             logits = full
         else:
-            logits = model(batch["input_ids"], corr_x=corrupted_states(model, batch, ablation, mean_states), **kwargs).logits
+            logits = model_logits(model, batch, circuit=True, corr_x=corrupted_states(model, batch, ablation, mean_states))
         metric_sum += task.attribution_metric(logits, batch).sum().item()
         kl = kl_divergence(full, logits)
         valid = batch["position_valid"].float()
