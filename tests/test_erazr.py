@@ -114,7 +114,7 @@ def test_circuits_match_edge_level_zero_ablation(setup):
     circuits += [s.task.ground_truth_edges(), []]
     for edges in circuits:
         s.model.load_edges(edges)
-        assert sorted(s.model.get_edges(effective=False)) == sorted(edges)
+        assert sorted(s.model.get_edges("masks")) == sorted(edges)
         assert np.abs(s.logits() - s.edge_forward(edges)).max() <= ATOL
 
 

@@ -231,10 +231,12 @@ def test_node_mask_zero_equals_corrupting_the_head(hf_dir, hf, inputs):
     h2.remove()
     assert (ours - expected).abs().max() <= TOL
     assert model.get_node_sparsity() == pytest.approx(1 / model.circuit_graph.n_writers)
-    # every edge out of the removed head, and into its Q/K/V, counts as removed
+    # the original's overall sparsity: every edge out of the removed head counts as removed
     n_out = int(model.circuit_graph.edge_valid[:, node].sum())
+    assert model.get_effective_edge_sparsity() == pytest.approx(n_out / model.circuit_graph.n_edges)
+    # the strict count: the edges into its Q/K/V too
     n_in = 3 * layer * (N_HEAD + 1)  # Q, K, V each read every earlier writer (no embedding nodes)
-    assert model.get_effective_edge_sparsity() == pytest.approx((n_out + n_in) / model.circuit_graph.n_edges)
+    assert model.get_strict_edge_sparsity() == pytest.approx((n_out + n_in) / model.circuit_graph.n_edges)
 
 
 @pytest.mark.parametrize("with_embedding_nodes", [False, True])
@@ -331,7 +333,7 @@ def test_load_edges_json_gives_that_circuit(hf_dir, tmp_path):
     path = tmp_path / "edges.json"
     path.write_text(json.dumps(edges))
     model.load_edges(path)
-    assert sorted(model.get_edges(effective=False)) == sorted(map(tuple, edges))
+    assert sorted(model.get_edges("masks")) == sorted(map(tuple, edges))
     assert model.get_edge_sparsity() == pytest.approx(1 - 3 / model.circuit_graph.n_edges)
     with pytest.raises(ValueError, match="not an edge"):
         model.add_or_remove_edge("m1", "a0.h0.q")

@@ -13,18 +13,33 @@ import contextlib
 import json
 import os
 from dataclasses import dataclass
+from enum import Enum
 from typing import Iterable, Iterator
 
 import torch
 from torch import nn
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, logging
 
 from . import l0
 from .graph import CircuitGraph
 from .mixing import ResidualMixer
 
+logger = logging.get_logger(__name__)
+
 # log_alpha given to edges and nodes that a user forces into or out of a circuit.
 FORCED_LOG_ALPHA = 20.0
+
+
+class SparsityPenalty(str, Enum):
+    """The sparsity `s` in the Lagrangian λ1 (s - t) + λ2 (s - t)^2.
+
+    SAMPLED (the original's): 1 - Σz / n over this forward's sampled masks, with
+    gradients through the samples. EXPECTED (ours, an option): 1 - Σ P(z > 0) / n,
+    the expected L0 norm; it maps a target to a different final sparsity.
+    """
+
+    SAMPLED = "sampled"
+    EXPECTED = "expected"
 
 
 class CircuitMasks(nn.Module):
@@ -42,9 +57,13 @@ class CircuitMasks(nn.Module):
         self.edge_threshold: float | None = None
         self.node_threshold: float | None = None
         self._edge_valid: torch.Tensor | None = None
+        self.mask_rule = l0.MaskRule.ORIGINAL
+        self.sparsity_penalty = SparsityPenalty.SAMPLED
         # Forward-time state, held here so every wrapper of the model shares it.
         self.enabled = True  # False: run as the full model
         self.override: torch.Tensor | None = None  # explicit (readers x writers) masks
+        # The (edge, node) masks the last masked forward used, for the sampled penalty.
+        self.last_drawn: tuple[torch.Tensor, torch.Tensor] | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -83,12 +102,18 @@ class CircuitMasks(nn.Module):
         """(readers, writers) masks: sampled in training, deterministic in eval; 0 off-graph."""
         if self.training:
             return l0.sample_mask(self.edge_log_alphas) * self.edge_valid
-        return l0.eval_mask(self.edge_log_alphas, self.edge_threshold, self.edge_valid)
+        groups = self.graph.edge_mask_groups
+        return l0.eval_mask(self.edge_log_alphas, self.edge_threshold, self.edge_valid, self.mask_rule, groups)
 
     def node_masks(self) -> torch.Tensor:
         if self.training:
             return l0.sample_mask(self.node_log_alphas)
-        return l0.eval_mask(self.node_log_alphas, self.node_threshold)
+        return l0.eval_mask(self.node_log_alphas, self.node_threshold, None, self.mask_rule, self.graph.node_mask_groups)
+
+    def draw(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """This forward's (edge, node) masks, kept for the sampled sparsity penalty."""
+        self.last_drawn = (self.edge_masks(), self.node_masks())
+        return self.last_drawn
 
     def expected_edge_sparsity(self) -> torch.Tensor:
         kept = (l0.prob_nonzero(self.edge_log_alphas) * self.edge_valid).sum()
@@ -96,6 +121,11 @@ class CircuitMasks(nn.Module):
 
     def expected_node_sparsity(self) -> torch.Tensor:
         return 1.0 - l0.prob_nonzero(self.node_log_alphas).mean()
+
+    def drawn_sparsities(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """1 - Σz / n for edges (real edges only) and nodes, from the last forward's masks."""
+        edges, nodes = self.last_drawn if self.last_drawn is not None else self.draw()
+        return 1.0 - (edges * self.edge_valid).sum() / self.graph.n_edges, 1.0 - nodes.mean()
 
     def lagrangian(self, sparsity: torch.Tensor, target: float, nodes: bool) -> torch.Tensor:
         """λ1 (s - t) + λ2 (s - t)^2; the λs are trained to maximise it."""
@@ -106,6 +136,14 @@ class CircuitMasks(nn.Module):
         )
         gap = sparsity - target
         return lam1 * gap + lam2 * gap * gap
+
+
+class EdgeCount(str, Enum):
+    """Which edges count as in the circuit (see `CircuitModelMixin.get_edges`)."""
+
+    KEPT_WRITERS = "kept_writers"  # the original's: mask on, writer kept
+    STRICT = "strict"  # ours: also the reader's node kept
+    MASKS = "masks"  # the edge masks alone
 
 
 @dataclass
@@ -119,6 +157,10 @@ class CircuitModelOutput(ModelOutput):
     node_loss: torch.Tensor | None = None
     model_edge_sparsity: torch.Tensor | None = None
     model_node_sparsity: torch.Tensor | None = None
+    sampled_edge_sparsity: torch.Tensor | None = None
+    sampled_node_sparsity: torch.Tensor | None = None
+    expected_edge_sparsity: torch.Tensor | None = None
+    expected_node_sparsity: torch.Tensor | None = None
     target_edge_sparsity: float | None = None
     target_node_sparsity: float | None = None
 
@@ -155,12 +197,38 @@ class CircuitModelMixin:
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        """Load any checkpoint of the architecture; masks it lacks start at N(10, 0.01)."""
+        """Load any checkpoint of the architecture: ours, a plain transformers one (its
+        masks start at N(10, 0.01)), or one saved by the original code, whose masks are
+        mapped into ours (and whose mask keys decide `with_embedding_nodes`). A mask-like
+        key that cannot be mapped is an error, never dropped."""
+        from . import original_checkpoint as original
+
         cls.check_checkpoint_type(pretrained_model_name_or_path)
+        names = original.checkpoint_tensor_names(pretrained_model_name_or_path) or []
+        from_original = original.is_original_checkpoint(names)
+        if from_original:
+            embedding_nodes = original.has_embedding_nodes(names)
+            if kwargs.get("with_embedding_nodes", embedding_nodes) != embedding_nodes:
+                logger.warning(f"{os.fspath(pretrained_model_name_or_path)} was pruned with_embedding_nodes={embedding_nodes}; using that")
+            kwargs["with_embedding_nodes"] = embedding_nodes
         want_info = kwargs.pop("output_loading_info", False)
         model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
-        # Initialise the mask parameters the checkpoint lacks, whatever the loader did.
+        masks = model.circuit_masks
         with torch.no_grad():
+            if from_original:
+                mask_names = original.mask_like_names(names)
+                tensors = original.read_tensors(pretrained_model_name_or_path, mask_names)
+                state = original.convert_masks(masks.graph, tensors, os.fspath(pretrained_model_name_or_path))
+                for key, value in state.items():
+                    getattr(masks, key).copy_(value)
+                info["missing_keys"] = [k for k in info["missing_keys"] if ".circuit_masks." not in f".{k}"]
+                info["unexpected_keys"] = [k for k in info["unexpected_keys"] if k not in set(mask_names)]
+            unmapped = original.mask_like_names(list(info["unexpected_keys"]))
+            if unmapped:
+                raise original.OriginalCheckpointError(
+                    f"{os.fspath(pretrained_model_name_or_path)}: mask parameter {unmapped[0]!r} is not one this model can map"
+                )
+            # Initialise the mask parameters the checkpoint lacks, whatever the loader did.
             for key in info["missing_keys"]:
                 if ".circuit_masks." not in f".{key}":
                     continue
@@ -209,8 +277,10 @@ class CircuitModelMixin:
         """Edge masks with the writers' node masks folded in: m_rw * z_w."""
         masks = self.circuit_masks
         if masks.override is not None:
+            masks.last_drawn = None
             return masks.override * masks.edge_valid
-        return masks.edge_masks() * masks.node_masks()[None, :]
+        edges, nodes = masks.draw()
+        return edges * nodes[None, :]
 
     def make_mixer(
         self,
@@ -247,13 +317,22 @@ class CircuitModelMixin:
         return out
 
     def sparsity_outputs(self, target_edge_sparsity: float | None, target_node_sparsity: float | None) -> dict:
-        """The Lagrangian terms and expected sparsities for the pruning loss."""
+        """The Lagrangian terms and both sparsities (sampled and expected) for the
+        pruning loss; `model_*_sparsity` is the one the penalty uses."""
         masks = self.circuit_masks
-        edge_sparsity = masks.expected_edge_sparsity()
-        node_sparsity = masks.expected_node_sparsity()
+        sampled_edge, sampled_node = masks.drawn_sparsities()
+        expected_edge, expected_node = masks.expected_edge_sparsity(), masks.expected_node_sparsity()
+        if masks.sparsity_penalty is SparsityPenalty.SAMPLED:
+            edge_sparsity, node_sparsity = sampled_edge, sampled_node
+        else:
+            edge_sparsity, node_sparsity = expected_edge, expected_node
         out = {
             "model_edge_sparsity": edge_sparsity,
             "model_node_sparsity": node_sparsity,
+            "sampled_edge_sparsity": sampled_edge,
+            "sampled_node_sparsity": sampled_node,
+            "expected_edge_sparsity": expected_edge,
+            "expected_node_sparsity": expected_node,
             "target_edge_sparsity": target_edge_sparsity,
             "target_node_sparsity": target_node_sparsity,
         }
@@ -287,25 +366,38 @@ class CircuitModelMixin:
         return 1.0 - edges.sum().item() / self.circuit_graph.n_edges
 
     def get_node_sparsity(self) -> float:
+        """1 - mean deterministic node mask. Under the original mask rule, over the
+        writers the original counts (all but `pos_embeds`)."""
         _, nodes = self._eval_masks()
-        return 1.0 - nodes.sum().item() / self.circuit_graph.n_writers
+        if self.circuit_masks.mask_rule is l0.MaskRule.ORIGINAL:
+            nodes = nodes[self.circuit_graph.original_node_count_mask]
+        return 1.0 - nodes.sum().item() / max(nodes.numel(), 1)
 
     def get_effective_edge_sparsity(self) -> float:
-        """Edge sparsity counting the edges of removed nodes as removed."""
-        edges, nodes = self._eval_masks()
-        kept = self.circuit_graph.effective_edges(edges, nodes).sum().item()
-        return 1.0 - kept / self.circuit_graph.n_edges
+        """The original's overall edge sparsity: edges out of removed writers count as removed."""
+        return 1.0 - len(self.get_edges(EdgeCount.KEPT_WRITERS)) / self.circuit_graph.n_edges
 
-    def get_edges(self, effective: bool = True, sanitize: bool = False) -> list[tuple[str, str]]:
+    def get_strict_edge_sparsity(self) -> float:
+        """Ours, stricter: also counts edges into readers of removed nodes as removed."""
+        return 1.0 - len(self.get_edges(EdgeCount.STRICT)) / self.circuit_graph.n_edges
+
+    def get_edges(self, count: "EdgeCount | str | None" = None, sanitize: bool = False) -> list[tuple[str, str]]:
         """The circuit's (writer, reader) edges under the current deterministic masks.
 
-        `effective` drops edges from removed writers and into readers of removed nodes;
-        `sanitize` also drops edges that no path connects to both the inputs and
-        `resid_post` (method.md §5).
+        By default (`EdgeCount.KEPT_WRITERS`, the original's) an edge is in the
+        circuit when its mask is on and its writer node is kept; `EdgeCount.STRICT`
+        also drops edges into readers of removed nodes; `EdgeCount.MASKS` reads the
+        edge masks alone. `sanitize` also drops edges that no path connects to both
+        the inputs and `resid_post` (method.md §5).
         """
+        count = EdgeCount.KEPT_WRITERS if count is None else EdgeCount(count)
         edges, nodes = self._eval_masks()
         graph = self.circuit_graph
-        kept = graph.effective_edges(edges, nodes) if effective else graph.edge_valid & (edges != 0)
+        kept = graph.edge_valid & (edges != 0)
+        if count is EdgeCount.KEPT_WRITERS:
+            kept &= (nodes != 0)[None, :]
+        elif count is EdgeCount.STRICT:
+            kept = graph.effective_edges(edges, nodes)
         if sanitize:
             kept = graph.sanitize(kept)
         return graph.edge_list(kept)

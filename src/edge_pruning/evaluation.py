@@ -25,10 +25,15 @@ class CircuitEvaluation:
     n_examples: int
     edge_sparsity: float
     node_sparsity: float
+    # The original's "overall edge sparsity" (edges out of removed writers removed) and
+    # our stricter one (edges into readers of removed nodes removed too).
     effective_edge_sparsity: float
-    n_edges: int
+    strict_edge_sparsity: float
+    n_edges: int  # the original's count, as get_edges() and edges.json
     n_edges_total: int
+    n_edges_strict: int
     n_edges_sanitized: int
+    mask_rule: str = l0.MaskRule.ORIGINAL.value
     circuit: dict[str, float] = field(default_factory=dict)
     full_model: dict[str, float] = field(default_factory=dict)
 
@@ -42,7 +47,8 @@ class CircuitEvaluation:
         lines = [
             f"task {self.task} ({self.split}, {self.n_examples} examples)",
             f"edges {self.n_edges} of {self.n_edges_total} (sparsity {self.edge_sparsity:.4f}, "
-            f"effective {self.effective_edge_sparsity:.4f}; {self.n_edges_sanitized} after sanitising), "
+            f"overall {self.effective_edge_sparsity:.4f}; {self.n_edges_strict} strict, "
+            f"{self.n_edges_sanitized} after sanitising), "
             f"node sparsity {self.node_sparsity:.4f}",
         ]
         for key, value in self.circuit.items():
@@ -52,27 +58,52 @@ class CircuitEvaluation:
 
 
 def set_thresholds_for_sparsity(model, edge_sparsity: float | None = None, node_sparsity: float | None = None) -> tuple[float, float]:
-    """Binarise the masks so the circuit keeps exactly the requested fraction.
+    """Binarise the masks at the requested sparsities, or at the model's own (its
+    deterministic sparsity before binarising, method.md §5). Returns the sparsities
+    reached.
 
-    Without a request, the target is the model's own soft sparsity, 1 - mean
-    deterministic mask (method.md §5). Returns the sparsities reached.
+    Under the original mask rule this is the original's search: bisection of each
+    threshold on [0, 1] until the interval is under 1e-5, edges then nodes, keeping
+    the last midpoint. Under the global rule the threshold keeps exactly the requested
+    number of edges (ties aside).
     """
     for name, value in (("edge", edge_sparsity), ("node", node_sparsity)):
         if value is not None and not 0.0 <= value <= 1.0:
             raise ValueError(f"requested {name} sparsity must be in [0, 1], got {value}")
-    masks = model.circuit_masks
-    valid = masks.edge_valid
+    model.set_edge_threshold_for_deterministic(None)
+    model.set_node_threshold_for_deterministic(None)
     if edge_sparsity is None:
-        edge_sparsity = 1.0 - l0.deterministic_mask(masks.edge_log_alphas, valid)[valid].mean().item()
+        edge_sparsity = model.get_edge_sparsity()
     if node_sparsity is None:
-        node_sparsity = 1.0 - l0.deterministic_mask(masks.node_log_alphas).mean().item()
-    edges = l0.soft_mask(masks.edge_log_alphas)[valid]
-    nodes = l0.soft_mask(masks.node_log_alphas)
-    keep_edges = round((1.0 - edge_sparsity) * edges.numel())
-    keep_nodes = round((1.0 - node_sparsity) * nodes.numel())
-    model.set_edge_threshold_for_deterministic(l0.threshold_for_keep_count(edges, keep_edges))
-    model.set_node_threshold_for_deterministic(l0.threshold_for_keep_count(nodes, keep_nodes))
+        node_sparsity = model.get_node_sparsity()
+    masks = model.circuit_masks
+    if masks.mask_rule is l0.MaskRule.ORIGINAL:
+        bisect_threshold(model.set_edge_threshold_for_deterministic, model.get_edge_sparsity, edge_sparsity)
+        bisect_threshold(model.set_node_threshold_for_deterministic, model.get_node_sparsity, node_sparsity)
+    else:
+        valid = masks.edge_valid
+        edges = l0.soft_mask(masks.edge_log_alphas)[valid]
+        nodes = l0.soft_mask(masks.node_log_alphas)
+        keep_edges = round((1.0 - edge_sparsity) * edges.numel())
+        keep_nodes = round((1.0 - node_sparsity) * nodes.numel())
+        model.set_edge_threshold_for_deterministic(l0.threshold_for_keep_count(edges, keep_edges))
+        model.set_node_threshold_for_deterministic(l0.threshold_for_keep_count(nodes, keep_nodes))
     return model.get_edge_sparsity(), model.get_node_sparsity()
+
+
+def bisect_threshold(set_threshold, sparsity_at, target: float, tolerance: float = 1e-5) -> float:
+    """The original's threshold search: halve [0, 1] towards `target` sparsity; the
+    last midpoint stays set."""
+    low, high = 0.0, 1.0
+    threshold = 0.5
+    while high - low > tolerance:
+        threshold = (low + high) / 2
+        set_threshold(threshold)
+        if sparsity_at() > target:
+            high = threshold
+        else:
+            low = threshold
+    return threshold
 
 
 def batches(examples: list[Encoded], batch_size: int, pad_id: int):
@@ -151,9 +182,12 @@ def evaluate_circuit(
         edge_sparsity=model.get_edge_sparsity(),
         node_sparsity=model.get_node_sparsity(),
         effective_edge_sparsity=model.get_effective_edge_sparsity(),
+        strict_edge_sparsity=model.get_strict_edge_sparsity(),
         n_edges=len(model.get_edges()),
         n_edges_total=graph.n_edges,
+        n_edges_strict=len(model.get_edges("strict")),
         n_edges_sanitized=len(model.get_edges(sanitize=True)),
+        mask_rule=model.circuit_masks.mask_rule.value,
         circuit=circuit_metrics,
         full_model=full_metrics,
     )

@@ -48,6 +48,16 @@ class Site:
         return self.reader_stop - self.reader_start
 
 
+def _runs(keys: list) -> list[slice]:
+    """Slices of the maximal runs of equal consecutive keys."""
+    out, start = [], 0
+    for i in range(1, len(keys) + 1):
+        if i == len(keys) or keys[i] != keys[start]:
+            out.append(slice(start, i))
+            start = i
+    return out
+
+
 @dataclass
 class CircuitGraph:
     """Writers, readers and sites of one model, with lookup tables and edge masks."""
@@ -57,6 +67,12 @@ class CircuitGraph:
     sites: list[Site]
     writer_index: dict[str, int] = field(init=False)
     reader_index: dict[str, int] = field(init=False)
+    # The mask tensors as the original code stores them: row ranges of the dense edge
+    # matrix (each layer's Q, K, V and MLP readers, the final reader; every writer
+    # column, non-edges included) and writer ranges (each embedding, each layer's
+    # heads, each MLP). Its deterministic masks are computed per such tensor.
+    edge_mask_groups: list[slice] = field(init=False)
+    node_mask_groups: list[slice] = field(init=False)
 
     def __post_init__(self) -> None:
         self.writer_index = {w.name: i for i, w in enumerate(self.writers)}
@@ -71,6 +87,14 @@ class CircuitGraph:
         for r, reader in enumerate(self.readers):
             for node in reader.consumers:
                 self.feeds[r, self.writer_index[node]] = True
+        self.edge_mask_groups = _runs([(r.layer, r.kind) for r in self.readers])
+        self.node_mask_groups = _runs([(w.layer, w.kind) if w.kind != "embed" else w.name for w in self.writers])
+
+    @property
+    def original_node_count_mask(self) -> torch.Tensor:
+        """The writers the original's node sparsity counts: all but `pos_embeds`
+        (its GPT-2 `get_node_sparsity` reads only the token embedding's mask)."""
+        return torch.tensor([w.name != "pos_embeds" for w in self.writers], device="cpu")
 
     @classmethod
     def layered(

@@ -9,6 +9,7 @@ Edge Pruning paper and its code (method.md §3).
 from __future__ import annotations
 
 import math
+from enum import Enum
 
 import torch
 
@@ -20,6 +21,21 @@ INIT_MEAN = 10.0
 INIT_STD = 0.01
 # The deterministic mask sharpens log_alpha by this factor (as the original code did).
 DETERMINISTIC_SCALE = 0.8
+
+
+class MaskRule(str, Enum):
+    """How evaluation turns log_alphas into deterministic masks and thresholds them.
+
+    ORIGINAL (the default) is the original code's: the expected-zeros top-k is taken
+    per mask tensor as it stores them (non-edge entries of a tensor included), in the
+    masks' dtype, the threshold applies to the top-k-zeroed masks, and evaluation
+    bisects the threshold on [0, 1] to 1e-5. GLOBAL is ours: one top-k over all real
+    edges in float64, the threshold applies to the soft masks (so any sparsity can be
+    asked for), and the search hits the requested keep count exactly.
+    """
+
+    ORIGINAL = "original"
+    GLOBAL = "global"
 
 
 def init_log_alpha_(log_alpha: torch.Tensor) -> torch.Tensor:
@@ -46,6 +62,30 @@ def soft_mask(log_alpha: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(log_alpha.detach().double() / TEMPERATURE * DETERMINISTIC_SCALE)
 
 
+def original_prob_nonzero(log_alpha: torch.Tensor) -> torch.Tensor:
+    """P(z > 0) as the original computes it: 1 - CDF(0), the CDF clamped to [eps, 1 - eps]."""
+    x01 = -LIMIT_LEFT / (LIMIT_RIGHT - LIMIT_LEFT)
+    cdf0 = torch.sigmoid(TEMPERATURE * (math.log(x01) - math.log(1 - x01)) - log_alpha)
+    return 1.0 - cdf0.clamp(EPS, 1.0 - EPS)
+
+
+def per_tensor_deterministic_mask(log_alpha: torch.Tensor, groups: list[slice]) -> torch.Tensor:
+    """The original's deterministic masks: per group of rows (one stored tensor each),
+    sigmoid(0.8 log_alpha / beta) with its k smallest entries zeroed, k = round(expected
+    zeros of the group); computed in the masks' own dtype, as the original did."""
+    with torch.no_grad():
+        log_alpha = log_alpha.detach()
+        out = torch.empty_like(log_alpha)
+        for rows in groups:
+            block = log_alpha[rows]
+            soft = torch.sigmoid(block / TEMPERATURE * DETERMINISTIC_SCALE).flatten()
+            zeros = int(torch.round(block.numel() - original_prob_nonzero(block).sum()).item())
+            if zeros > 0:
+                soft[torch.topk(soft, zeros, largest=False).indices] = 0.0
+            out[rows] = soft.view_as(block)
+        return out
+
+
 def deterministic_mask(log_alpha: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """The evaluation-time continuous mask: `soft_mask` with the k smallest entries
     set to zero, k = round(expected number of zeros). `valid` restricts the masks that
@@ -62,14 +102,27 @@ def deterministic_mask(log_alpha: torch.Tensor, valid: torch.Tensor | None = Non
         return out.view_as(log_alpha)
 
 
-def eval_mask(log_alpha: torch.Tensor, threshold: float | None, valid: torch.Tensor | None = None) -> torch.Tensor:
+def eval_mask(
+    log_alpha: torch.Tensor,
+    threshold: float | None,
+    valid: torch.Tensor | None = None,
+    rule: MaskRule = MaskRule.ORIGINAL,
+    groups: list[slice] | None = None,
+) -> torch.Tensor:
     """The mask used in evaluation: continuous without a threshold, else 0/1.
 
-    Binarising thresholds `soft_mask` itself, so that any sparsity can be requested;
-    at the model's own sparsity this keeps the same edges as thresholding the
-    continuous mask (the zeroed entries are the smallest).
+    ORIGINAL thresholds the per-tensor top-k-zeroed masks (`groups`: the tensors'
+    row ranges). GLOBAL thresholds `soft_mask` itself, so that any sparsity can be
+    requested; at the model's own sparsity this keeps the same edges as thresholding
+    the continuous mask (the zeroed entries are the smallest).
     """
-    if threshold is None:
+    if rule is MaskRule.ORIGINAL:
+        if groups is None:
+            raise ValueError("the original mask rule needs the mask tensors' row groups")
+        out = per_tensor_deterministic_mask(log_alpha, groups)
+        if threshold is not None:
+            out = (out > threshold).to(out.dtype)
+    elif threshold is None:
         out = deterministic_mask(log_alpha, valid)
     else:
         out = (soft_mask(log_alpha) > threshold).double()
