@@ -234,8 +234,13 @@ def save_weights(weights: TracrWeights, path: Union[str, Path]) -> None:
 
 
 def load_weights(path: Union[str, Path]) -> TracrWeights:
+    """An export of ours, or a pickle in the original Edge Pruning code's format (its
+    task named by the file name, e.g. `reverse.pkl`)."""
     with open(path, "rb") as f:
-        return TracrWeights.from_dict(pickle.load(f))
+        d = pickle.load(f)
+    if isinstance(d, dict) and ORIGINAL_PICKLE_KEYS <= set(d):
+        return from_original_dict(d, Path(path).name.split(".")[0].split("_")[0])
+    return TracrWeights.from_dict(d)
 
 
 # ------------------------------------------------------------------ compile
@@ -307,38 +312,32 @@ def _unembed_matrix(model: Any) -> np.ndarray:
     return np.ascontiguousarray(mat, dtype=np.float32)
 
 
-def export_model(model: Any, spec: TaskSpec, names: Dict[str, str]) -> TracrWeights:
-    """Turn an ``AssembledTransformerModel`` into :class:`TracrWeights`."""
-    cfg = model.model_config
-    params = {k: {kk: np.asarray(vv) for kk, vv in v.items()} for k, v in model.params.items()}
-    tok_embed = params["token_embed"]["embeddings"].astype(np.float32)
-    pos_embed = params["pos_embed"]["embeddings"].astype(np.float32)
-    d_model = tok_embed.shape[1]
-    H, K = cfg.num_heads, cfg.key_size
-
+def _layers_from_params(get, n_layers: int, H: int, K: int, d_model: int):
+    """Per-head layer weights from haiku-named parameters (`get(path, "w"|"b")`), with
+    the heads each layer uses and the writers whose weights are all zero."""
     layers: List[LayerWeights] = []
     heads_used: List[int] = []
     empty: List[str] = []
-    for L in range(cfg.num_layers):
+    for L in range(n_layers):
         a = f"transformer/layer_{L}/attn"
         m = f"transformer/layer_{L}/mlp"
 
         def per_head_in(name: str) -> np.ndarray:  # [D, H*K] -> [H, D, K]
-            return params[f"{a}/{name}"]["w"].reshape(d_model, H, K).transpose(1, 0, 2)
+            return np.asarray(get(f"{a}/{name}", "w")).reshape(d_model, H, K).transpose(1, 0, 2)
 
         lw = LayerWeights(
             W_Q=per_head_in("query"),
-            b_Q=params[f"{a}/query"]["b"].reshape(H, K),
+            b_Q=np.asarray(get(f"{a}/query", "b")).reshape(H, K),
             W_K=per_head_in("key"),
-            b_K=params[f"{a}/key"]["b"].reshape(H, K),
+            b_K=np.asarray(get(f"{a}/key", "b")).reshape(H, K),
             W_V=per_head_in("value"),
-            b_V=params[f"{a}/value"]["b"].reshape(H, K),
-            W_O=params[f"{a}/linear"]["w"].reshape(H, K, d_model),
-            b_O=params[f"{a}/linear"]["b"],
-            W_in=params[f"{m}/linear_1"]["w"],
-            b_in=params[f"{m}/linear_1"]["b"],
-            W_out=params[f"{m}/linear_2"]["w"],
-            b_out=params[f"{m}/linear_2"]["b"],
+            b_V=np.asarray(get(f"{a}/value", "b")).reshape(H, K),
+            W_O=np.asarray(get(f"{a}/linear", "w")).reshape(H, K, d_model),
+            b_O=get(f"{a}/linear", "b"),
+            W_in=get(f"{m}/linear_1", "w"),
+            b_in=get(f"{m}/linear_1", "b"),
+            W_out=get(f"{m}/linear_2", "w"),
+            b_out=get(f"{m}/linear_2", "b"),
         )
         lw = LayerWeights(**{k: np.ascontiguousarray(v, dtype=np.float32)
                              for k, v in dataclasses.asdict(lw).items()})
@@ -353,6 +352,83 @@ def export_model(model: Any, spec: TaskSpec, names: Dict[str, str]) -> TracrWeig
         if not (np.any(lw.W_in != 0) or np.any(lw.W_out != 0) or np.any(lw.b_out != 0)):
             empty.append(f"m{L}")
         layers.append(lw)
+    return layers, heads_used, empty
+
+
+ORIGINAL_PICKLE_KEYS = {"model_params", "config", "vocab"}
+
+
+def from_original_dict(d: Dict[str, Any], task: str) -> TracrWeights:
+    """A Tracr model pickled in the original Edge Pruning code's format:
+    `{"model_params": {"token_embed_embeddings", "pos_embed_embeddings",
+    "transformer/layer_{l}/attn/{query,key,value,linear}_{w,b}",
+    "transformer/layer_{l}/mlp/linear_{1,2}_{w,b}"}, "config": {num_layers, num_heads,
+    mlp_hidden_size, max_seq_len, layer_norm, causal, bos, pad, ...}, "vocab": {token: id},
+    "unembedding_mtx": [D, O]}`. It names no task and no output vocabulary: outputs are
+    categorical when O > 1, decoded as class indices."""
+    missing = ORIGINAL_PICKLE_KEYS - set(d)
+    if missing:
+        raise ValueError(f"not an original Tracr pickle: no {sorted(missing)}")
+    c, mp = d["config"], d["model_params"]
+    tok_embed = np.ascontiguousarray(mp["token_embed_embeddings"], dtype=np.float32)
+    pos_embed = np.ascontiguousarray(mp["pos_embed_embeddings"], dtype=np.float32)
+    d_model = tok_embed.shape[1]
+    H = int(c["num_heads"])
+    K = np.asarray(mp["transformer/layer_0/attn/query_w"]).shape[1] // H
+    layers, heads_used, empty = _layers_from_params(lambda name, kind: mp[f"{name}_{kind}"], int(c["num_layers"]), H, K, d_model)
+    if d.get("unembedding_mtx") is None:
+        raise ValueError("the original Tracr pickle has no unembedding_mtx")
+    unembed = np.asarray(d["unembedding_mtx"], dtype=np.float32).reshape(d_model, -1)
+    categorical = unembed.shape[1] > 1
+    vocab = {t: int(i) for t, i in d["vocab"].items()}
+    config = TracrConfig(
+        n_layers=int(c["num_layers"]),
+        n_heads=H,
+        heads_used=heads_used,
+        d_model=d_model,
+        d_head=K,
+        d_mlp=int(c["mlp_hidden_size"]),
+        max_seq_len=int(c["max_seq_len"]),
+        n_positions=pos_embed.shape[0],
+        vocab_size=tok_embed.shape[0],
+        n_outputs=unembed.shape[1],
+        causal=bool(c["causal"]),
+        categorical_output=categorical,
+        layer_norm=bool(c["layer_norm"]),
+        activation="relu",
+        attn_scale=float(1.0 / np.sqrt(K)),
+        mask_value=-1e30,
+        block_order=["attn", "mlp"] * int(c["num_layers"]),
+        n_tokens=int(c["max_seq_len"]) - 1,
+    )
+    return TracrWeights(
+        task=task,
+        config=config,
+        tok_embed=tok_embed,
+        pos_embed=pos_embed,
+        layers=layers,
+        unembed=np.ascontiguousarray(unembed),
+        input_vocab=vocab,
+        output_vocab={i: i for i in range(unembed.shape[1])} if categorical else None,
+        bos_token=c["bos"],
+        bos_id=vocab[c["bos"]],
+        pad_token=c["pad"],
+        pad_id=vocab[c["pad"]],
+        residual_labels=[f"r{i}" for i in range(d_model)],
+        empty_blocks=empty,
+    )
+
+
+def export_model(model: Any, spec: TaskSpec, names: Dict[str, str]) -> TracrWeights:
+    """Turn an ``AssembledTransformerModel`` into :class:`TracrWeights`."""
+    cfg = model.model_config
+    params = {k: {kk: np.asarray(vv) for kk, vv in v.items()} for k, v in model.params.items()}
+    tok_embed = params["token_embed"]["embeddings"].astype(np.float32)
+    pos_embed = params["pos_embed"]["embeddings"].astype(np.float32)
+    d_model = tok_embed.shape[1]
+    H, K = cfg.num_heads, cfg.key_size
+
+    layers, heads_used, empty = _layers_from_params(lambda name, kind: params[name][kind], cfg.num_layers, H, K, d_model)
 
     unembed = _unembed_matrix(model)
     output_vocab = dict(model.output_encoder.encoding_map) if spec.categorical_output else None
