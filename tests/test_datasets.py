@@ -326,6 +326,14 @@ def test_custom_parse_and_split(tmp_path):
     assert split_examples(only, require_nonempty=False)["validation"] == []
 
 
+def test_custom_malformed_multiline_object_reported_at_its_first_line(tmp_path):
+    text = (GOOD + "\n\n"  # lines 1-2
+            '{\n  "clean": "1 + 2 = <predict>3</predict>",\n  "corrupted": \n}\n')  # starts on line 3, breaks on 6
+    with pytest.raises(CustomDatasetError, match="invalid JSON.*on line 6") as info:
+        parse_custom_jsonl(write(tmp_path, text))
+    assert info.value.line == 3 and str(info.value).startswith(f"{tmp_path / 'data.jsonl'}:3:")
+
+
 def test_custom_pretty_printed_stream(tmp_path):
     text = ('{\n  "clean": "1 + 2 = <predict>3</predict>",\n  "corrupted": "1 + 4 = <predict>5</predict>"\n}\n'
             '{\n  "clean": "5 + 1 = <predict>6</predict>",\n  "corrupted": "1 + 1 = <predict>2</predict>"\n}\n')
@@ -372,8 +380,11 @@ def test_custom_token_lengths(tmp_path, tok):
     with pytest.raises(CustomDatasetError, match="prefix") as info:
         check_token_lengths(ex, tok, path)
     assert info.value.line == 2
-    with pytest.raises(CustomDatasetError, match="answer") as info:
-        check_token_lengths(ex[2:], tok)
+    # the original drops the corrupted answer, so its length does not matter ...
+    check_token_lengths(ex[2:], tok)
+    # ... unless the corrupted text keeps it (ours)
+    with pytest.raises(CustomDatasetError, match="corrupted text") as info:
+        check_token_lengths(ex[2:], tok, corrupted="keep_answer")
     assert info.value.line == 3
 
 

@@ -36,10 +36,11 @@ def test_gt_two_digit_tokens_probability_difference():
     logits[0, 0, 1033] = math.log(0.5)
     logits[0, 0, 1010] = math.log(0.3)
     logits[0, 0, 5] = math.log(0.2)
-    greater, not_greater = task.prob_greater(logits, batch)
-    assert greater.item() == pytest.approx(0.5, abs=1e-5)
-    assert not_greater.item() == pytest.approx(0.3, abs=1e-5)
-    assert task.attribution_metric(logits, batch).item() == pytest.approx(0.2, abs=1e-5)
+    # renormalised over the 100 year tokens: P(33) = 0.625, P(10) = 0.375
+    p = task.year_probabilities(logits, batch)
+    assert p["greater"].item() == pytest.approx(0.625, abs=1e-5)
+    assert p["less"].item() == pytest.approx(0.375, abs=1e-5)
+    assert task.attribution_metric(logits, batch).item() == pytest.approx(0.25, abs=1e-5)
 
 
 def test_gt_digit_tokenizer_uses_chain_rule():
@@ -56,9 +57,10 @@ def test_gt_digit_tokenizer_uses_chain_rule():
         logits[0, 0, ord(d)] = math.log(p)
     for d, p in p2.items():
         logits[0, 1, ord(d)] = math.log(p)
-    greater, not_greater = task.prob_greater(logits, batch)
-    assert greater.item() == pytest.approx(0.3 + 0.5 * 0.6, abs=1e-5)
-    assert not_greater.item() == pytest.approx(0.2 + 0.5 * 0.4, abs=1e-5)
+    p = task.year_probabilities(logits, batch)
+    assert p["greater"].item() == pytest.approx(0.3 + 0.5 * 0.6, abs=1e-5)
+    assert p["less"].item() == pytest.approx(0.2 + 0.5 * 0.4, abs=1e-5)
+    assert p["equal"].item() == pytest.approx(0.0, abs=1e-5)
     # identical distributions: zero KL; a different one: positive
     assert task._kl(logits, logits, batch).abs().max() < 1e-6
     other = logits.clone()
@@ -77,6 +79,7 @@ def test_choice_task_logit_difference_and_accuracy():
     metrics = task.metrics(logits, logits, batch)
     assert metrics["logit_difference"].item() == pytest.approx(1.5)
     assert metrics["accuracy"].item() == 1.0 and metrics["exact_match"].item() == 1.0
+    assert metrics["binary_accuracy"].item() == 1.0
     with pytest.raises(TaskDataError, match="tokenize to 2 and 3 tokens"):
         task.encode_rows([{"clean": "ab", "corrupted": "cde", "target": "M", "distractor": "J"}], tok)
     with pytest.raises(TaskDataError, match="not 1"):
@@ -89,9 +92,14 @@ def test_custom_task_scores_every_answer_token():
     (enc,) = task.encode_rows(rows, CharTokenizer())
     assert enc.input_ids == [ord(c) for c in "1+2=13"]
     assert enc.positions == [3, 4] and enc.targets == [ord("1"), ord("3")]
-    bad = [dict(rows[0], corrupted_answer="150")]
+    # the original's corrupted input: the span removed, padded (pad id 0 here)
+    assert enc.corr_input_ids == [ord(c) for c in "1+4="] + [0, 0]
+    keep = CustomTask(corrupted="keep_answer").encode_rows(rows, CharTokenizer())[0]
+    assert keep.corr_input_ids == [ord(c) for c in "1+4=15"]
     with pytest.raises(TaskDataError, match="line 1"):
-        task.encode_rows(bad, CharTokenizer())
+        CustomTask(corrupted="keep_answer").encode_rows([dict(rows[0], corrupted_answer="150")], CharTokenizer())
+    with pytest.raises(TaskDataError, match="line 1: clean prefix"):
+        task.encode_rows([dict(rows[0], corrupted_prefix="11+4=")], CharTokenizer())
 
 
 def test_collate_pads_right_and_marks_positions():

@@ -2,12 +2,18 @@
 
 Expressions are written BIG-Bench-Hard style, tokens separated by single
 spaces: ``not ( True and False ) or True``. Precedence is Python's
-(not > and > or). Two prompt formats, as in the Edge Pruning paper:
+(not > and > or). Two prompt styles, each with an instruction and a few-shot
+format:
 
-* instruction: ``"Evaluate the result of a random Boolean expression.\\n\\nQ: <expr>\\nA:"``
-* few-shot: the same instruction, three fixed solved examples, then the query.
-
-The model should continue with ``" True"`` or ``" False"`` (:func:`target`).
+* ``original`` (the default), the formats of the original Edge Pruning scripts
+  (src/prune/fllama_boolean_expressions_{ip,fs}.py): the dataset stores
+  ``"EXPR is"``; few-shot puts its three fixed solved expressions, one per
+  line, before it (the answer follows as " True"/" False"); instruction wraps
+  the bare expression in a Llama-2 chat prompt that ends in ``[/INST] '`` (the
+  answer follows as "True"/"False").
+* ``qa`` (ours): ``"Evaluate the result of a random Boolean expression.\n\nQ: <expr>\nA:"``,
+  few-shot with three solved examples of our own before the question; the
+  answer follows as " True"/" False" (:func:`target`).
 """
 
 from __future__ import annotations
@@ -24,6 +30,48 @@ FEW_SHOT_EXAMPLES: tuple[tuple[str, str], ...] = (
 )
 
 TOKENS = ("True", "False", "not", "and", "or", "(", ")")
+
+
+# The original's three shots, verbatim (its data generator never produces these
+# spellings, which lack the spaces inside parentheses).
+ORIGINAL_SHOTS: tuple[str, ...] = (
+    "(True and False) or (False and True) is False",
+    "(True or (not True)) and False is False",
+    "(not (True and False)) or (False and True) is True",
+)
+ORIGINAL_SYSTEM = "Evaluate the following boolean expression as either 'True' or 'False'."
+
+
+def strip_is(text: str) -> str:
+    """``"EXPR is"`` -> ``"EXPR"`` (the original cuts at the last " is")."""
+    cut = text.rfind(" is")
+    return text[:cut] if cut >= 0 else text
+
+
+def original_few_shot_prompt(expression: str) -> str:
+    """The original's few-shot input: the three shots, then ``EXPR is``."""
+    return "\n".join((*ORIGINAL_SHOTS, f"{expression} is"))
+
+
+def original_instruction_prompt(expression: str) -> str:
+    """The original's instruction prompt (Llama-2 chat format)."""
+    return f"[INST] <<SYS>>\n{ORIGINAL_SYSTEM}\n<</SYS>>\n\n{expression} [/INST] '"
+
+
+def prompt_for(style: str, fewshot: bool):
+    """The prompt function of a style ("original" or "qa") and format."""
+    if style == "original":
+        return original_few_shot_prompt if fewshot else original_instruction_prompt
+    if style == "qa":
+        return few_shot_prompt if fewshot else instruction_prompt
+    raise ValueError(f"unknown prompt style {style!r}")
+
+
+def continuation(style: str, fewshot: bool, answer: str | bool) -> str:
+    """The text the model should continue with: " True" after "is" or "A:", and
+    "True" after the original instruction prompt's opening quote."""
+    text = target(answer)
+    return text[1:] if style == "original" and not fewshot else text
 
 
 def instruction_prompt(expression: str) -> str:

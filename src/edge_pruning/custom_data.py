@@ -10,7 +10,8 @@ read the file as a sequence of JSON values, not line by line. Blank lines are
 ignored; nothing else (commas, brackets, comments) may appear between objects.
 
 Rules, each violation raising :class:`CustomDatasetError` with path and line
-(the line where the offending object starts, or where the JSON breaks):
+(the line where the offending object starts, also when its JSON breaks on a
+later line; the message then says where):
 
 * keys: ``clean`` and ``corrupted`` (strings, required), ``split`` (optional,
   ``"train"`` or ``"validation"``; ``null`` counts as absent); no other keys,
@@ -22,6 +23,15 @@ Rules, each violation raising :class:`CustomDatasetError` with path and line
 The prefix/answer strings are kept verbatim (``"1 + 2 = "`` and ``"3"``):
 whitespace is not moved across the tag, since where a space belongs depends on
 the tokenizer.
+
+Tokenisation (:func:`encode_custom`), as the original (src/prune/fpt2_custom.py):
+the clean text is tokenised whole, prefix and answer together, so a tokenizer
+that glues the space to the answer (GPT-2's ``" 3"``) keeps one token; the
+answer's tokens are those after the tokens of the prefix without its trailing
+whitespace. The corrupted input is the corrupted text with the <predict> span
+removed (the original's), padded to the clean length; ``corrupted="keep_answer"``
+(ours) keeps the corrupted answer instead. The clean and corrupted prefixes must
+tokenise to equal lengths so that the scored positions line up.
 """
 
 from __future__ import annotations
@@ -102,7 +112,10 @@ def _iter_objects(text: str, path: str | Path) -> Iterable[tuple[int, object]]:
         try:
             value, pos = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as err:
-            raise CustomDatasetError(f"invalid JSON: {err.msg}", path, err.lineno) from None
+            # Report the line where the broken value starts: that is where a reader
+            # finds the object (a pretty-printed one spans several lines).
+            at = "" if err.lineno == line else f" (on line {err.lineno}, column {err.colno})"
+            raise CustomDatasetError(f"invalid JSON in the value starting here: {err.msg}{at}", path, line) from None
         yield line, value
 
 
@@ -158,29 +171,60 @@ def split_examples(
     return out
 
 
-def check_token_lengths(examples: Sequence[CustomExample], tokenizer, path: str | Path | None = None) -> None:
-    """Clean and corrupted prefixes, and answers, must tokenize to equal lengths.
+def _ids(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=True)["input_ids"]
 
-    Prefix and answer are tokenized separately, without special tokens.
+
+def encode_custom(
+    tokenizer,
+    clean_prefix: str,
+    clean_answer: str,
+    corrupted_prefix: str,
+    corrupted_answer: str,
+    corrupted: str = "original",
+    pad_id: int = 0,
+) -> tuple[list[int], list[int], int, list[int]]:
+    """(clean ids, corrupted ids, first scored position, answer ids); ValueError if unusable.
+
+    The answer's tokens are predicted at positions first .. first + len(answer) - 1.
     """
-    def lengths(texts: list[str]) -> list[int]:
-        return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    joint = _ids(tokenizer, clean_prefix + clean_answer)
+    head = _ids(tokenizer, clean_prefix.rstrip())
+    if joint[: len(head)] != head:
+        raise ValueError(
+            f"the answer {clean_answer!r} and the end of the prefix {clean_prefix!r} tokenise into "
+            "one token; move the <predict> tag to a token boundary")
+    if len(joint) == len(head):
+        raise ValueError(f"the answer {clean_answer!r} adds no token to the prefix")
+    corr_head = _ids(tokenizer, corrupted_prefix.rstrip())
+    if len(corr_head) != len(head):
+        raise ValueError(
+            f"clean prefix {clean_prefix!r} has {len(head)} tokens but corrupted prefix "
+            f"{corrupted_prefix!r} has {len(corr_head)}")
+    if corrupted == "original":
+        corr = _ids(tokenizer, corrupted_prefix)[: len(joint)]
+        corr = corr + [pad_id] * (len(joint) - len(corr))
+    elif corrupted == "keep_answer":
+        corr = _ids(tokenizer, corrupted_prefix + corrupted_answer)
+        if len(corr) != len(joint):
+            raise ValueError(
+                f"clean text {clean_prefix + clean_answer!r} has {len(joint)} tokens but corrupted text "
+                f"{corrupted_prefix + corrupted_answer!r} has {len(corr)}")
+    else:
+        raise ValueError(f"corrupted must be 'original' or 'keep_answer', not {corrupted!r}")
+    return joint, corr, len(head) - 1, joint[len(head):]
 
-    if not examples:
-        return
-    cp = lengths([e.clean_prefix for e in examples])
-    kp = lengths([e.corrupted_prefix for e in examples])
-    ca = lengths([e.clean_answer for e in examples])
-    ka = lengths([e.corrupted_answer for e in examples])
-    for ex, a, b, c, d in zip(examples, cp, kp, ca, ka):
-        if a != b:
-            raise CustomDatasetError(
-                f"clean prefix {ex.clean_prefix!r} has {a} tokens but corrupted prefix "
-                f"{ex.corrupted_prefix!r} has {b}", path, ex.line)
-        if c != d:
-            raise CustomDatasetError(
-                f"clean answer {ex.clean_answer!r} has {c} tokens but corrupted answer "
-                f"{ex.corrupted_answer!r} has {d}", path, ex.line)
+
+def check_token_lengths(
+    examples: Sequence[CustomExample], tokenizer, path: str | Path | None = None, corrupted: str = "original"
+) -> None:
+    """Every example must encode (:func:`encode_custom`); errors name its line."""
+    for ex in examples:
+        try:
+            encode_custom(tokenizer, ex.clean_prefix, ex.clean_answer, ex.corrupted_prefix,
+                          ex.corrupted_answer, corrupted)
+        except ValueError as err:
+            raise CustomDatasetError(str(err), path, ex.line) from None
 
 
 def load_custom_dataset(path: str | Path, tokenizer=None) -> dict[str, list[CustomExample]]:
