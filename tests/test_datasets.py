@@ -17,11 +17,16 @@ import pytest
 
 from edge_pruning.boolean_prompts import (
     FEW_SHOT_EXAMPLES,
+    continuation,
     evaluate,
     few_shot_prompt,
     instruction_prompt,
     n_literals,
+    original_few_shot_prompt,
+    original_instruction_prompt,
     paren_depth,
+    prompt_for,
+    strip_is,
     target,
 )
 from edge_pruning.custom_data import (
@@ -49,9 +54,11 @@ def load_script(name: str) -> ModuleType:
     return module
 
 
-def helper_names(file: str) -> set[str]:
-    return {l.strip() for l in (HELPERS / file).read_text().splitlines()
-            if l.strip() and not l.startswith("#")}
+def helper_list(file: str) -> list[str]:
+    return [l.strip() for l in (HELPERS / file).read_text().splitlines() if l.strip() and not l.startswith("#")]
+
+
+NAMES = json.loads((HELPERS / "names.json").read_text())
 
 
 @pytest.fixture(scope="session")
@@ -74,57 +81,59 @@ def rows(ds) -> list[dict]:
     return [dict(r) for r in ds]
 
 
+def lengths(tok, texts) -> list[int]:
+    return [len(x) for x in tok(list(texts), add_special_tokens=False)["input_ids"]]
+
+
 # ----------------------------------------------------------------------------- IOI
 
 
 def check_ioi_rows(tok, data: list[dict]) -> None:
-    """Names are single ' Name' tokens; exactly the 3 name slots differ; XYZ corruption."""
+    """Single-token names; the original's corruption (4 fresh distinct names in the four
+    name slots); our columns agree with the original's."""
+    bench = set(helper_list("ioi_names.txt"))
+    pool = set(NAMES["boys"]) | set(NAMES["girls"])
     for r in data:
-        io, s = ids(tok, r["target"]), ids(tok, r["distractor"])
-        assert len(io) == 1 and len(s) == 1 and r["target"][0] == " " and r["distractor"][0] == " "
-        a, b = ids(tok, r["clean"]), ids(tok, r["corrupted"])
-        assert len(a) == len(b)
-        diff = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
-        assert len(diff) == 3, r
-        clean_names = [a[i] for i in diff]
-        expected = [io[0], s[0], s[0]] if r["order"] == "ABBA" else [s[0], io[0], s[0]]
-        assert clean_names == expected, r
-        corr_names = [b[i] for i in diff]
-        assert len(set(corr_names)) == 3 and not set(corr_names) & {io[0], s[0]}, r
-        for t in corr_names:  # corrupted slots hold single-token names too
-            assert tok.decode([t]).strip() in helper_names("names_female.txt") | helper_names("names_male.txt")
+        a, b = r["a"], r["b"]
+        assert a in bench and b in bench and a != b
+        assert r["ioi_sentences"].split()[-1] == a and r["corr_ioi_sentences"].split()[-1] == r["corr_c"]
+        corr = [r["corr_a"], r["corr_b"], r["corr_c"], r["corr_d"]]
+        assert len(set(corr)) == 4 and not set(corr) & {a, b} and set(corr) <= pool
+        assert all(len(ids(tok, " " + n)) == 1 for n in [a, b, *corr])
+        assert (r["clean"], r["target"], r["distractor"]) == (r["ioi_sentences"].rsplit(" ", 1)[0], " " + a, " " + b)
+        assert r["corrupted"] == r["corr_ioi_sentences"].rsplit(" ", 1)[0]
+        x, y = ids(tok, r["clean"]), ids(tok, r["corrupted"])
+        assert len(x) == len(y)
+        diff = [i for i, (p, q) in enumerate(zip(x, y)) if p != q]
+        assert len(diff) == 3, r  # X, Y, Z in the prompt (the answer slot is cut off)
+        expected = [a, b, b] if r["order"] == "abba" else [b, a, b]
+        assert [tok.decode([x[i]]).strip() for i in diff] == expected, r
 
 
 def test_prepare_ioi(tmp_path, tok, tok_path):
-    from datasets import Dataset, load_from_disk
+    from datasets import load_from_disk
 
     ioi = load_script("prepare_ioi")
     out = tmp_path / "ioi"
     assert ioi.main(["--tokenizer", str(tok_path), "--out", str(out), "--seed", "3", "--n_train", "20",
-                     "--n_train_400", "40", "--n_train_100k", "120", "--n_validation", "30",
-                     "--n_test", "60"]) == 0
+                     "--n_train_400", "40", "--n_validation", "30", "--n_test", "60"]) == 0
     d = load_from_disk(str(out))
     assert {k: len(v) for k, v in d.items()} == {"train": 20, "train_400": 40, "validation": 30, "test": 60}
-    assert d["train"].column_names == ["clean", "corrupted", "target", "distractor", "template_id", "order"]
-    big = Dataset.from_parquet(str(out / "train_100k.parquet"))
-    assert len(big) == 120
-    assert list(big["clean"][:40]) == list(d["train_400"]["clean"])
+    assert d["train"].column_names == [
+        "ioi_sentences", "corr_ioi_sentences", "a", "b", "corr_a", "corr_b", "corr_c", "corr_d", "place", "object",
+        "order", "template_index", "clean", "corrupted", "target", "distractor"]
+    assert not (out / "train_100k.parquet").exists()  # only on demand
     assert list(d["train_400"]["clean"][:20]) == list(d["train"]["clean"])
     for split in ("train_400", "validation", "test"):
         check_ioi_rows(tok, rows(d[split]))
-    seen_train = set(big["clean"])
-    assert not seen_train & set(d["validation"]["clean"])
-    assert not (seen_train | set(d["validation"]["clean"])) & set(d["test"]["clean"])
-
-    templates = ioi.build_templates(json.loads((HELPERS / "ioi_templates.json").read_text()))
-    train_t = [t for t in templates if not t.held_out]
-    assert sum(t.order == "ABBA" for t in train_t) == 15 and sum(t.order == "BABA" for t in train_t) == 15
-    train_ids = set(big["template_id"]) | set(d["validation"]["template_id"])
-    assert train_ids <= {t.template_id for t in train_t}
-    assert set(d["test"]["template_id"]) <= {t.template_id for t in templates if t.held_out}
-    assert not train_ids & set(d["test"]["template_id"])
+    train = set(d["train_400"]["clean"])
+    assert not train & set(d["validation"]["clean"])
+    assert not (train | set(d["validation"]["clean"])) & set(d["test"]["clean"])
+    held = ioi.held_out(ioi.load_templates(HELPERS / "ioi_templates.json"))
+    used = {(r["order"], r["template_index"]) for s in ("train_400", "validation") for r in d[s]}
+    assert not used & held and {(r["order"], r["template_index"]) for r in d["test"]} <= held
     info = json.loads((out / "generation_info.json").read_text())
-    assert all(len(ids(tok, " " + n)) == 1 for n in info["names"])
+    assert info["names_dropped_not_single_token"] == ["Brandon", "Connor", "Kyle"] and len(info["names"]) == 106
 
 
 def test_prepare_ioi_single_template_and_split_option(tmp_path, tok_path):
@@ -139,7 +148,7 @@ def test_prepare_ioi_single_template_and_split_option(tmp_path, tok_path):
     assert {k: len(v) for k, v in d.items()} == {"train": 10, "train_400": 20, "train_100k": 30,
                                                  "validation": 10, "test": 10}
     for split in d:
-        assert set(d[split]["template_id"]) == {0} and set(d[split]["order"]) == {"ABBA"}
+        assert {(r["order"], r["template_index"]) for r in d[split]} == {("abba", 5)}
     assert not set(d["test"]["clean"]) & (set(d["train_100k"]["clean"]) | set(d["validation"]["clean"]))
     assert not (out / "train_100k.parquet").exists()
 
@@ -147,29 +156,55 @@ def test_prepare_ioi_single_template_and_split_option(tmp_path, tok_path):
 # ----------------------------------------------------------------------------- GT
 
 
+def check_gt_rows(tok, data: list[dict]) -> None:
+    templates = json.loads((HELPERS / "gt_templates.json").read_text())["templates"]
+    nouns = set(helper_list("gt_nouns.txt"))
+    for r in data:
+        assert r["template"] in templates and r["noun"] in nouns and r["corr_noun"] == r["noun"]
+        c, d = int(r["century"]), int(r["digits"])
+        assert 10 <= c <= 21 and 1 <= d <= 98
+        # the prompt names the previous valid year (with SmolLM2 every year is valid)
+        assert r["prefix"] == r["template"].format(noun=r["noun"], start=f"{c}{d - 1:02d}", end_century=str(c))
+        assert r["corr_prefix"] == r["template"].format(noun=r["noun"], start=r["corr_century"] + r["corr_digits"],
+                                                        end_century=r["corr_century"])
+        assert 10 <= int(r["corr_century"]) <= 21 and 1 <= int(r["corr_digits"]) <= 98
+    assert lengths(tok, [r["prefix"] for r in data]) == lengths(tok, [r["corr_prefix"] for r in data])
+
+
 def test_prepare_gt(tmp_path, tok, tok_path):
-    from datasets import load_from_disk
+    from datasets import Dataset, load_from_disk
 
     gt = load_script("prepare_gt")
     out = tmp_path / "gt"
     gt.main(["--tokenizer", str(tok_path), "--out", str(out), "--n_train", "15", "--n_validation", "15",
-             "--n_test", "40"])
+             "--n_test", "40", "--n_train_80k", "300", "--seed", "1"])
     d = load_from_disk(str(out))
     assert {k: len(v) for k, v in d.items()} == {"train": 15, "validation": 15, "test": 40}
-    assert d["train"].column_names == ["prefix", "century", "start_yy", "corr_prefix", "corr_start_yy"]
-    prompts = set()
+    assert d["train"].column_names == ["template", "century", "noun", "digits", "prefix", "corr_noun",
+                                       "corr_century", "corr_digits", "corr_prefix"]
+    big = Dataset.from_parquet(str(out / "train_80k.parquet"))
+    assert len(big) == 300
+    digits = {s: set(d[s]["digits"]) for s in d}
+    assert not digits["train"] & digits["validation"] and not (digits["train"] | digits["validation"]) & digits["test"]
+    assert not set(big["digits"]) & (digits["validation"] | digits["test"])
     for split in d:
-        for r in d[split]:
-            yy, cc = r["start_yy"], r["century"]
-            assert 2 <= yy <= 98 and r["corr_start_yy"] == 1
-            assert r["prefix"].endswith(f"from the year {cc}{yy:02d} to the year ")
-            assert r["corr_prefix"] == r["prefix"].replace(f"{cc}{yy:02d}", f"{cc}01")
-            assert len(ids(tok, r["prefix"] + cc)) == len(ids(tok, r["corr_prefix"] + cc))
-            prompts.add(r["prefix"])
-    assert len(prompts) == 70  # splits are disjoint
+        check_gt_rows(tok, rows(d[split]))
+    check_gt_rows(tok, rows(big))
 
 
 # ----------------------------------------------------------------------------- GP
+
+
+def check_gp_rows(tok, data: list[dict]) -> None:
+    templates = json.loads((HELPERS / "gp_templates.json").read_text())["templates"]
+    for r in data:
+        assert r["template"] in templates and r["prefix"] == r["template"].format(name=r["name"])
+        assert r["corr_prefix"] == r["template"].format(name=r["corr_name"])
+        assert {r["pronoun"], r["corr_pronoun"]} == {"he", "she"}
+        assert r["name"] in NAMES["girls" if r["pronoun"] == "she" else "boys"]
+        assert r["corr_name"] in NAMES["girls" if r["corr_pronoun"] == "she" else "boys"]
+    assert lengths(tok, [r["prefix"] for r in data]) == lengths(tok, [r["corr_prefix"] for r in data])
+    assert len(ids(tok, " he")) == len(ids(tok, " she")) == 1
 
 
 def test_prepare_gp(tmp_path, tok, tok_path):
@@ -178,30 +213,19 @@ def test_prepare_gp(tmp_path, tok, tok_path):
     gp = load_script("prepare_gp")
     out = tmp_path / "gp"
     gp.main(["--tokenizer", str(tok_path), "--out", str(out), "--n_train", "15", "--n_validation", "15",
-             "--n_test", "30"])
+             "--n_test", "30", "--seed", "3"])
     d = load_from_disk(str(out))
     assert {k: len(v) for k, v in d.items()} == {"train": 15, "validation": 15, "test": 30}
-    female, male = helper_names("names_female.txt"), helper_names("names_male.txt")
-    templates = json.loads((HELPERS / "gp_templates.json").read_text())["templates"]
-    cleans = set()
+    assert d["train"].column_names == ["prefix", "pronoun", "template", "name", "corr_prefix", "corr_name",
+                                       "corr_pronoun"]
     for split in d:
-        for r in d[split]:
-            assert {r["target"], r["distractor"]} == {" she", " he"}
-            assert len(ids(tok, r["target"])) == 1 and len(ids(tok, r["distractor"])) == 1
-            a, b = ids(tok, r["clean"]), ids(tok, r["corrupted"])
-            assert len(a) == len(b) and a != b
-            # recover the two names from the template
-            tpl = next(t for t in templates
-                       if r["clean"].startswith(t.split("{name}")[0]) and r["clean"].endswith(t.split("{name}")[1]))
-            pre, post = tpl.split("{name}")
-            name, other = r["clean"][len(pre): len(r["clean"]) - len(post)], r["corrupted"][len(pre): len(r["corrupted"]) - len(post)]
-            assert name != other
-            assert (name in female) == (r["target"] == " she") and (name in male) == (r["target"] == " he")
-            assert (other in female) == (name in male)  # gender flips
-            assert len(ids(tok, " " + name)) == len(ids(tok, " " + other))
-            cleans.add(r["clean"])
-    assert len(cleans) == 60
-    assert sum(r["target"] == " she" for r in d["test"]) == 15  # balanced
+        check_gp_rows(tok, rows(d[split]))
+    assert len({r["prefix"] for s in d for r in d[s]}) == 60
+    out2 = tmp_path / "gp2"
+    gp.main(["--tokenizer", str(tok_path), "--out", str(out2), "--n_train", "5", "--n_validation", "5",
+             "--n_test", "5", "--drop_ambiguous"])
+    info = json.loads((out2 / "generation_info.json").read_text())
+    assert info["ambiguous_names_kept"] == [] and info["names_each"] < 1000
 
 
 # ----------------------------------------------------------------------------- Boolean
@@ -223,6 +247,31 @@ def test_boolean_prompts_and_evaluator():
     assert fs.startswith("Evaluate the result of a random Boolean expression.\n\nQ: ")
     assert fs.endswith("\n\nQ: True and False\nA:") and fs.count("Q: ") == 4
     assert target("True") == " True" and target(False) == " False"
+    # the original's formats
+    assert original_few_shot_prompt("True and False") == (
+        "(True and False) or (False and True) is False\n(True or (not True)) and False is False\n"
+        "(not (True and False)) or (False and True) is True\nTrue and False is")
+    assert original_instruction_prompt("True and False") == (
+        "[INST] <<SYS>>\nEvaluate the following boolean expression as either 'True' or 'False'.\n<</SYS>>\n\n"
+        "True and False [/INST] '")
+    assert continuation("original", False, "True") == "True" and continuation("original", True, "False") == " False"
+    assert strip_is("not True is") == "not True"
+
+
+def check_boolean_rows(tok, data: list[dict]) -> None:
+    formats = [prompt_for(style, fs) for style in ("original", "qa") for fs in (True, False)]
+    for r in data:
+        e, c = r["input"], r["corr_input"]
+        assert e.endswith(" is") and c.endswith(" is")
+        e, c = e[:-3], c[:-3]
+        assert 1 <= n_literals(e) == r["length"] <= 6 and 0 <= r["depth"] <= 3 and paren_depth(e) <= 3
+        assert "not ( not ( not" not in e
+        assert r["target"] == str(evaluate(e)) and r["corr_target"] == str(evaluate(c)) != r["target"]
+        diff = [(x, y) for x, y in zip(e.split(), c.split()) if x != y]
+        assert len(e.split()) == len(c.split()) and len(diff) == r["corr_flips"] >= 1
+        assert all({x, y} in ({"True", "False"}, {"and", "or"}) for x, y in diff)
+        for fmt in formats:
+            assert len(ids(tok, fmt(e))) == len(ids(tok, fmt(c)))
 
 
 def test_prepare_boolean_expressions(tmp_path, tok, tok_path):
@@ -230,25 +279,13 @@ def test_prepare_boolean_expressions(tmp_path, tok, tok_path):
 
     be = load_script("prepare_boolean_expressions")
     out = tmp_path / "be"
-    be.main(["--tokenizer", str(tok_path), "--out", str(out), "--max_total", "400", "--seed", "5"])
+    be.main(["--tokenizer", str(tok_path), "--out", str(out), "--num_examples", "400", "--seed", "5"])
     d = load_from_disk(str(out))
-    assert {k: len(v) for k, v in d.items()} == {"train": 200, "validation": 40, "test": 160}
-    assert d["train"].column_names == ["expression", "answer", "corrupted_expression", "corrupted_answer"]
+    assert {k: len(v) for k, v in d.items()} == {"train": 200, "val": 40, "test": 160}
+    assert d["train"].column_names == ["input", "target", "length", "depth", "corr_input", "corr_target", "corr_flips"]
     all_rows = [r for s in d for r in d[s]]
-    exprs = [r["expression"] for r in all_rows]
-    assert len(set(exprs)) == len(exprs)
-    assert not set(exprs) & {e for e, _ in FEW_SHOT_EXAMPLES}
-    assert sum(r["answer"] == "True" for r in all_rows) == 200
-    for r in all_rows:
-        e, c = r["expression"], r["corrupted_expression"]
-        assert 1 <= n_literals(e) <= 6 and paren_depth(e) <= 3
-        assert r["answer"] == str(evaluate(e)) and r["corrupted_answer"] == str(evaluate(c))
-        assert r["answer"] != r["corrupted_answer"]
-        diff = [(x, y) for x, y in zip(e.split(), c.split()) if x != y]
-        assert len(e.split()) == len(c.split()) and len(diff) == 1
-        assert set(diff[0]) in ({"True", "False"}, {"and", "or"})
-        for fmt in (instruction_prompt, few_shot_prompt):
-            assert len(ids(tok, fmt(e))) == len(ids(tok, fmt(c)))
+    assert len({r["input"] for r in all_rows}) == len(all_rows)
+    check_boolean_rows(tok, all_rows)
     assert len(ids(tok, " True")) == 1 and len(ids(tok, " False")) == 1
 
 
@@ -256,38 +293,30 @@ def test_prepare_boolean_expressions(tmp_path, tok, tok_path):
 
 
 def test_shipped_datasets(tok):
-    from datasets import Dataset, load_from_disk
+    from datasets import load_from_disk
+
+    from edge_pruning.tasks import get_task, load_rows
 
     expect = {
         "ioi": {"train": 200, "train_400": 400, "validation": 200, "test": 10000},
         "ioi-t1": {"train": 200, "train_400": 400, "validation": 200, "test": 10000},
-        "gt": {"train": 150, "validation": 150, "test": 1000},
-        "gp": {"train": 150, "validation": 150, "test": 1000},
-        "boolean_expressions": {"train": 2500, "validation": 500, "test": 2000},
+        "gt": {"train": 150, "validation": 150, "test": 5000},
+        "gp": {"train": 150, "validation": 150, "test": 3000},
+        "boolean_expressions": {"train": 3840, "val": 767, "test": 3070},
     }
-    pairs = {"ioi": ("clean", "corrupted"), "ioi-t1": ("clean", "corrupted"), "gp": ("clean", "corrupted"),
-             "boolean_expressions": ("expression", "corrupted_expression")}
+    checks = {"ioi": check_ioi_rows, "ioi-t1": check_ioi_rows, "gt": check_gt_rows, "gp": check_gp_rows,
+              "boolean_expressions": check_boolean_rows}
+    tasks = {"ioi": "ioi", "ioi-t1": "ioi-t1", "gt": "gt", "gp": "gp", "boolean_expressions": "boolean_expressions_fs"}
     for name, sizes in expect.items():
         d = load_from_disk(str(SHIPPED / name))
         assert {k: len(v) for k, v in d.items()} == sizes, name
-        for split in d:
-            if name == "gt":
-                cc = list(d[split]["century"])
-                a = [p + c for p, c in zip(d[split]["prefix"], cc)]
-                b = [p + c for p, c in zip(d[split]["corr_prefix"], cc)]
-            else:
-                a, b = list(d[split][pairs[name][0]]), list(d[split][pairs[name][1]])
-            la = [len(x) for x in tok(a, add_special_tokens=False)["input_ids"]]
-            lb = [len(x) for x in tok(b, add_special_tokens=False)["input_ids"]]
-            assert la == lb, (name, split)
-    for name in ("ioi", "ioi-t1"):
-        d = load_from_disk(str(SHIPPED / name))
-        big = Dataset.from_parquet(str(SHIPPED / name / "train_100k.parquet"))
-        assert len(big) == 100_000
-        assert list(big.select(range(400))["clean"]) == list(d["train_400"]["clean"])
-        check_ioi_rows(tok, rows(d["validation"]))
-        names = set(d["test"]["target"]) | set(d["test"]["distractor"]) | set(d["train_400"]["target"])
-        assert all(len(ids(tok, n)) == 1 for n in names)
+        assert not list((SHIPPED / name).glob("*.parquet")), name  # large splits: generated on demand
+        checks[name](tok, rows(d["train"]) + rows(d[next(s for s in d if s in ("val", "validation"))]))
+        task = get_task(tasks[name])
+        assert len(task.encode_rows(load_rows(task, SHIPPED / name, "validation"), tok)) == len(
+            d["val" if name == "boolean_expressions" else "validation"])
+    t1 = load_from_disk(str(SHIPPED / "ioi-t1"))
+    assert {(r["order"], r["template_index"]) for r in t1["test"]} == {("abba", 5)}
 
 
 # ----------------------------------------------------------------------------- custom JSONL

@@ -1,174 +1,199 @@
-"""Generate the Boolean-expressions dataset (BIG-Bench Hard style).
+"""Generate the Boolean-expressions dataset (BIG-Bench Hard style) the way the original Edge Pruning does.
 
-Expressions use the literals True/False, the operators not/and/or and
-parentheses, written with single spaces (``not ( True and False ) or True``),
-with at most ``--max_literals`` (6) literals and parenthesis depth at most
-``--max_depth`` (3); "not" is applied to a literal or a parenthesised group at
-most twice in a row.
+Sampling, as the original's generator: draw a number of literals (1..6), each True or
+False; while more than one expression is left, apply a random operator (or, and, not,
+equally likely) at a random place: ``a or b`` / ``a and b`` join two neighbours,
+``not a`` negates one, and an operand that is not a bare literal is parenthesised
+(``not ( True and False ) or True``, tokens space-separated). The depth of the result
+is its operator-tree depth (a literal 0, each operator one more than its deepest
+operand); a draw deeper than 3, or with three ``not``s in a row (the text
+``not ( not ( not``), is thrown away and drawn again. Expressions are unique; at most
+``--num_examples`` (10,000) of them from ``5 x`` as many tries. The input is
+``"EXPR is"``, the target ``"True"`` / ``"False"``.
 
-The full space is far too large to enumerate (billions of expressions already
-at 6 literals), so we *sample* it: random expressions are drawn (literal count
-uniform in 1..6, random structure), deduplicated, balanced 50/50 between
-answers True and False, and collected until ``--max_total`` (default 5000)
-unique expressions exist or the sampler runs dry. They are then shuffled
-(seeded) and split 50/10/40 into train/validation/test. The few-shot examples
-of :mod:`edge_pruning.boolean_prompts` are excluded.
+Splits, as the original: shuffled, then validation 10 % (the split is called ``val``,
+the original's name; the tasks' loader also answers to ``validation``), test 40 %,
+train the rest (train first in the shuffled order, then val, then test).
 
-Corruption: one literal (True<->False) or one binary operator (and<->or) is
-flipped such that the answer flips; both prompt formats must keep the same token
-length under the tokenizer. Expressions with no such flip are dropped.
+Every random draw above is made in the original's order from one
+``random.Random(seed)`` (seed 42), so the expressions and splits are the original
+generator's.
 
-Columns: expression, answer ("True"/"False"), corrupted_expression, corrupted_answer.
+Corruption (``corr_input``): the original's scripts read a ``corr_input`` that its
+generator does not make, so this one is ours, drawn from a separate random stream: the
+fewest literal (True<->False) and operator (and<->or) flips that flip the answer,
+fewest first (random among equals; flipping every literal and operator negates any
+expression, so one always exists), such that the corrupted prompt tokenises to the
+clean prompt's length in every prompt format. Expressions without such a flip are
+dropped (counted in generation_info.json).
+
+Columns: the original's (``input``, ``target``, ``length``: literals, ``depth``) and
+``corr_input``, ``corr_target``, ``corr_flips``.
 
     python data/scripts/prepare_boolean_expressions.py --tokenizer data/models/smollm2-135m
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from edge_pruning.boolean_prompts import (
-    FEW_SHOT_EXAMPLES,
-    evaluate,
-    few_shot_prompt,
-    instruction_prompt,
-)
+from edge_pruning.boolean_prompts import evaluate, prompt_for
 from edge_pruning.datagen import (
     DATASETS_DIR,
     generator_parser,
     load_tokenizer,
     save_splits,
-    split_by_counts,
+    split_rng,
     token_lengths,
     write_generation_info,
 )
 
 FLIP = {"True": "False", "False": "True", "and": "or", "or": "and"}
-NOT_WEIGHTS = (0.65, 0.30, 0.05)  # probability of 0, 1, 2 leading "not"s on a term
+LITERALS = ("False", "True")
+OPERATORS = ("or", "and", "not")  # the original's order (it matters for the random draws)
 
 
 @dataclass(frozen=True)
 class BoolExample:
     """One row of the saved dataset."""
 
-    expression: str
-    answer: str
-    corrupted_expression: str
-    corrupted_answer: str
+    input: str
+    target: str
+    length: int
+    depth: int
+    corr_input: str = ""
+    corr_target: str = ""
+    corr_flips: int = 0
 
 
-def _composition(rng: random.Random, n: int, parts: int) -> list[int]:
-    cuts = sorted(rng.sample(range(1, n), parts - 1))
-    bounds = [0, *cuts, n]
-    return [b - a for a, b in zip(bounds, bounds[1:])]
+def operand(text: str) -> str:
+    return text if text in LITERALS else f"( {text} )"
 
 
-def sample_expression(rng: random.Random, n: int, depth: int) -> list[str]:
-    """``n`` literals joined by and/or; groups of >1 literal are parenthesised (depth-1).
-
-    At least two terms whenever n >= 2, so no redundant "( ( ... ) )" wrapping.
-    """
-    parts = [1] * n if depth == 0 else _composition(rng, n, rng.randint(min(2, n), n))
-    tokens: list[str] = []
-    for i, size in enumerate(parts):
-        if i:
-            tokens.append(rng.choice(("and", "or")))
-        tokens.extend(sample_term(rng, size, depth))
-    return tokens
-
-
-def sample_term(rng: random.Random, n: int, depth: int) -> list[str]:
-    nots = rng.choices((0, 1, 2), weights=NOT_WEIGHTS)[0]
-    if n == 1 and (depth == 0 or rng.random() < 0.85):
-        core = [rng.choice(("True", "False"))]
-    else:
-        core = ["(", *sample_expression(rng, n, depth - 1), ")"]
-    return ["not"] * nots + core
+def sample_tree(rng: random.Random, max_literals: int) -> tuple[str, bool, int, int]:
+    """One draw of the original's procedure: (text, value, literals, depth)."""
+    n = rng.randint(1, max_literals)
+    values = [rng.choice([False, True]) for _ in range(n)]
+    items = [(str(v), v, 0) for v in values]  # (text, value, depth)
+    while len(items) > 1:
+        op = rng.choice(OPERATORS)
+        if op == "not":
+            i = rng.randint(0, len(items) - 1)
+            text, value, depth = items[i]
+            items[i] = (f"not {operand(text)}", not value, depth + 1)
+        else:
+            i = rng.randint(0, len(items) - 2)
+            (lt, lv, ld), (rt, rv, rd) = items[i], items[i + 1]
+            value = (lv or rv) if op == "or" else (lv and rv)
+            items[i: i + 2] = [(f"{operand(lt)} {op} {operand(rt)}", value, max(ld, rd) + 1)]
+    text, value, depth = items[0]
+    return text, value, n, depth
 
 
-def corrupt(rng: random.Random, expression: str) -> str | None:
-    """Flip one literal or and/or so that the value flips; None if impossible."""
+def sample_example(rng: random.Random, max_literals: int, max_depth: int, max_nots: int,
+                   max_draws: int = 10_000) -> BoolExample | None:
+    """Draw until the depth and the run of ``not``s are within bounds (None: gave up)."""
+    banned = " ".join(["not ("] * max_nots + ["not"])
+    for _ in range(max_draws):
+        text, value, n, depth = sample_tree(rng, max_literals)
+        if banned not in text and depth <= max_depth:
+            return BoolExample(f"{text} is", str(value), n, depth)
+    return None
+
+
+def sample_unique(rng, n: int, max_tries: int, max_literals: int, max_depth: int, max_nots: int) -> list[BoolExample]:
+    seen: set[str] = set()
+    out: list[BoolExample] = []
+    for _ in range(max_tries):
+        ex = sample_example(rng, max_literals, max_depth, max_nots)
+        if ex is not None and ex.input not in seen:
+            seen.add(ex.input)
+            out.append(ex)
+        if len(out) >= n:
+            break
+    return out
+
+
+def flips_that_negate(rng: random.Random, expression: str, max_size: int = 3):
+    """Candidate corrupted expressions, fewest flips first (random order among equals),
+    each with its flip count; the last resort flips every literal and operator."""
     tokens = expression.split()
     value = evaluate(expression)
-    positions = [i for i, tok in enumerate(tokens) if tok in FLIP]
-    rng.shuffle(positions)
-    for i in positions:
-        flipped = tokens[:i] + [FLIP[tokens[i]]] + tokens[i + 1:]
-        candidate = " ".join(flipped)
-        if evaluate(candidate) != value:
-            return candidate
-    return None
+    where = [i for i, t in enumerate(tokens) if t in FLIP]
+    for size in range(1, min(max_size, len(where)) + 1):
+        sets = list(itertools.combinations(where, size))
+        rng.shuffle(sets)
+        for chosen in sets:
+            flipped = [FLIP[t] if i in chosen else t for i, t in enumerate(tokens)]
+            text = " ".join(flipped)
+            if evaluate(text) != value:
+                yield text, size
+    yield " ".join(FLIP.get(t, t) for t in tokens), len(where)  # De Morgan: the negation
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = generator_parser(__doc__)
     parser.add_argument("--out", type=Path, default=DATASETS_DIR / "boolean_expressions")
-    parser.add_argument("--max_total", type=int, default=5000,
-                        help="cap on the number of unique expressions (before the split)")
-    parser.add_argument("--max_literals", type=int, default=6)
-    parser.add_argument("--max_depth", type=int, default=3)
-    parser.add_argument("--fractions", type=float, nargs=3, default=(0.5, 0.1, 0.4),
-                        metavar=("TRAIN", "VAL", "TEST"))
+    parser.add_argument("--num_examples", type=int, default=10_000)
+    parser.add_argument("--val_ratio", type=float, default=0.1)
+    parser.add_argument("--test_ratio", type=float, default=0.4)
+    parser.add_argument("--max_expr_length", type=int, default=6, help="literals")
+    parser.add_argument("--max_expr_depth", type=int, default=3)
+    parser.add_argument("--max_consecutive_not", type=int, default=2)
+    parser.add_argument("--max_tries", type=int, default=None, help="default 5 x --num_examples")
     args = parser.parse_args(argv)
+    max_tries = args.max_tries or 5 * args.num_examples
 
     tokenizer = load_tokenizer(args.tokenizer)
     rng = random.Random(args.seed)
-    excluded = {e for e, _ in FEW_SHOT_EXAMPLES}
-    seen: set[str] = set(excluded)
-    per_answer = {"True": [], "False": []}
-    quota = args.max_total // 2
-    misses, no_flip = 0, 0
-    while min(len(v) for v in per_answer.values()) < quota and misses < 200_000:
-        n = rng.randint(1, args.max_literals)
-        expression = " ".join(sample_expression(rng, n, args.max_depth))
-        if expression in seen:
-            misses += 1
-            continue
-        seen.add(expression)
-        answer = str(evaluate(expression))
-        if len(per_answer[answer]) >= quota:
-            continue
-        corrupted = corrupt(rng, expression)
-        if corrupted is None:
-            no_flip += 1
-            continue
-        per_answer[answer].append(BoolExample(expression, answer, corrupted, str(evaluate(corrupted))))
+    data = sample_unique(rng, args.num_examples, max_tries, args.max_expr_length, args.max_expr_depth,
+                         args.max_consecutive_not)
+    n = len(data)
+    n_val, n_test = int(args.val_ratio * n), int(args.test_ratio * n)
+    n_train = n - n_val - n_test
+    rng.shuffle(data)
+    splits = {"train": data[:n_train], "val": data[n_train: n_train + n_val], "test": data[n_train + n_val:]}
 
-    # Same token length for the bare expression and for both prompt formats.
-    k = min(len(v) for v in per_answer.values())
-    candidates = per_answer["True"][:k] + per_answer["False"][:k]
-    checks = [lambda s: s, instruction_prompt, few_shot_prompt]
-    good = [True] * len(candidates)
-    for fmt in checks:
-        a = token_lengths(tokenizer, [fmt(e.expression) for e in candidates])
-        b = token_lengths(tokenizer, [fmt(e.corrupted_expression) for e in candidates])
-        good = [g and x == y for g, x, y in zip(good, a, b)]
-    examples = [e for e, g in zip(candidates, good) if g]
-    rng.shuffle(examples)
+    # Corruption: ours, from its own stream, so the draws above stay the original's.
+    corr_rng = split_rng(args.seed, "corruption")
+    formats = [prompt_for(style, fs) for style in ("original", "qa") for fs in (True, False)]
+    dropped = 0
 
-    total = len(examples)
-    n_train = int(round(args.fractions[0] * total))
-    n_val = int(round(args.fractions[1] * total))
-    splits = split_by_counts(examples, n_train, n_val)
-    out = args.out
-    save_splits(out, splits)
+    def corrupt(ex: BoolExample) -> BoolExample | None:
+        expression = ex.input[: -len(" is")]
+        for text, size in flips_that_negate(corr_rng, expression):
+            a = token_lengths(tokenizer, [f(expression) for f in formats])
+            b = token_lengths(tokenizer, [f(text) for f in formats])
+            if a == b:
+                return BoolExample(ex.input, ex.target, ex.length, ex.depth, f"{text} is", str(evaluate(text)), size)
+        return None
+
+    out = {}
+    for name, rows in splits.items():
+        kept = [c for c in map(corrupt, rows) if c is not None]
+        dropped += len(rows) - len(kept)
+        out[name] = kept
+    save_splits(args.out, out)
     info = {
         "task": "boolean_expressions",
         "tokenizer": args.tokenizer,
         "seed": args.seed,
-        "sizes": {k_: len(v) for k_, v in splits.items()},
-        "max_total": args.max_total,
-        "max_literals": args.max_literals,
-        "max_depth": args.max_depth,
-        "dropped_no_answer_flipping_corruption": no_flip,
-        "dropped_for_token_length": len(candidates) - total,
-        "answer_counts": {a: sum(e.answer == a for e in examples) for a in ("True", "False")},
+        "sampled": n,
+        "sizes": {k: len(v) for k, v in out.items()},
+        "max_expr_length": args.max_expr_length,
+        "max_expr_depth": args.max_expr_depth,
+        "max_consecutive_not": args.max_consecutive_not,
+        "dropped_for_token_length": dropped,
+        "answer_counts": {a: sum(e.target == a for v in out.values() for e in v) for a in ("True", "False")},
+        "corr_flips": {k: sum(e.corr_flips == k for v in out.values() for e in v)
+                       for k in sorted({e.corr_flips for v in out.values() for e in v})},
     }
-    write_generation_info(out, info)
-    print(f"wrote {out}: {info['sizes']}")
+    write_generation_info(args.out, info)
+    print(f"wrote {args.out}: {info['sizes']}")
     return 0
 
 

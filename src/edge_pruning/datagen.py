@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -30,12 +31,16 @@ DATASETS_DIR = REPO_ROOT / "data" / "datasets"
 def generator_parser(doc: str) -> argparse.ArgumentParser:
     """Parser with the options every generator takes (``--tokenizer``, ``--seed``).
 
+    The seed defaults to the original Edge Pruning generators' 42: a generator that
+    makes its random draws in the original's order then reproduces its data for the
+    same tokenizer.
+
     The description is the first paragraph of the script's docstring, so
     ``--help`` and the module documentation cannot drift apart.
     """
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--tokenizer", default="gpt2", help="hub name or local path")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=42, help="default 42, the original generators' seed")
     return parser
 
 
@@ -78,6 +83,16 @@ def token_lengths(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> l
     return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
 
+def split_rng(seed: int, split: str) -> random.Random:
+    """An RNG of its own for each split.
+
+    A split's examples then do not depend on how many examples other splits
+    draw: generating a large training split on demand leaves the shipped
+    validation and test splits as they are.
+    """
+    return random.Random(f"{seed}:{split}")
+
+
 def split_by_counts(
     items: Sequence[T], n_train: int, n_validation: int, n_test: int | None = None
 ) -> dict[str, list[T]]:
@@ -105,6 +120,18 @@ def save_splits(out: Path, splits: Mapping[str, Sequence[Any]]) -> None:
     if out.exists() and (out / "dataset_dict.json").exists():
         shutil.rmtree(out)
     DatasetDict({k: Dataset.from_list([asdict(e) for e in v]) for k, v in splits.items()}).save_to_disk(str(out))
+
+
+def write_parquet(out: Path, name: str, rows: Sequence[Any]) -> Path:
+    """Save dataclass rows as ``<out>/<name>.parquet`` (zstd), for splits too large
+    to keep in the DatasetDict (the tasks' loader reads them by split name)."""
+    import pyarrow.parquet as pq
+    from datasets import Dataset
+
+    path = out / f"{name}.parquet"
+    table = Dataset.from_list([asdict(e) for e in rows]).data.table
+    pq.write_table(table, path, compression="zstd", compression_level=19)
+    return path
 
 
 def write_generation_info(out: Path, info: Mapping[str, Any]) -> None:
