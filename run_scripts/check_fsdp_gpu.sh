@@ -27,7 +27,9 @@ make_tiny_fllama(sys.argv[1], layers=4, hidden=256, heads=8, kv_heads=4)" "$WORK
 COMMON=(
     --initialize_from "$WORK/model" --max_steps 4 --logging_steps 1 --save_steps 2
     --report_to none --max_train_samples 64 --max_eval_samples 16 --target_edge_sparsity 0.9
-    --seed 7 --bf16 --gradient_checkpointing
+    --seed 7 --bf16 --gradient_checkpointing --keep_masks
+    --edge_learning_rate 0.8 --node_learning_rate 0.8 --reg_edge_learning_rate 0.8 --reg_node_learning_rate 0.8
+    --target_node_sparsity 0.7
 )
 python tests/fsdp_prune.py "${COMMON[@]}" --per_device_train_batch_size $(( PER_GPU * NGPUS )) \
     --output_dir "$WORK/single"

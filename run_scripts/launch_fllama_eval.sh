@@ -29,7 +29,7 @@ if [[ -f .venv/bin/activate ]]; then source .venv/bin/activate; fi
 MODEL=${MODEL:?set MODEL to the pruned checkpoint directory}
 MODE=${MODE:-instruction}
 BATCH_SIZE=${BATCH_SIZE:-1}
-ARGS=(src/eval/boolean_expressions.py -p "$MODEL" -m "$MODE" -b "$BATCH_SIZE")
+ARGS=(src/eval/boolean_expressions.py -m "$MODEL" -M "$MODE" -b "$BATCH_SIZE")
 if [[ -n ${EDGES:-} ]]; then ARGS+=(-e "$EDGES"); fi
 
 if [[ -n ${SLURM_JOB_ID:-} ]]; then

@@ -24,6 +24,6 @@ for MODE in ip fs; do
 done
 "$PY" "$ROOT/src/modeling/vis_fllama.py" -m1 "$OUT/smollm2-boolean-ip" -m2 "$OUT/smollm2-boolean-fs" -o "$OUT/smollm2-boolean-shared.json"
 for MODE in ip fs; do
-  "$PY" "$ROOT/src/eval/boolean_expressions.py" -p "$OUT/smollm2-boolean-$MODE" -m fewshot -s test -n "$N_EVAL" \
+  "$PY" "$ROOT/src/eval/boolean_expressions.py" -m "$OUT/smollm2-boolean-$MODE" -M fewshot -s test -n "$N_EVAL" \
     --max-seq-length 192 -o "$OUT/smollm2-boolean-$MODE/eval_fewshot_test.json"
 done

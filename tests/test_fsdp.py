@@ -52,7 +52,11 @@ def prune_args(model: Path, out: Path, batch: int, *extra: str) -> list[str]:
         "--initialize_from", str(model), "--output_dir", str(out), "--max_steps", str(STEPS),
         "--per_device_train_batch_size", str(batch), "--logging_steps", "1", "--save_steps", "2",
         "--report_to", "none", "--max_train_samples", "16", "--max_eval_samples", "8",
-        "--target_edge_sparsity", "0.9", "--seed", "7", "--use_cpu", *extra,
+        "--target_edge_sparsity", "0.9", "--seed", "7", "--use_cpu",
+        # the masks make_tiny_fllama saved (N(1, 1)) are kept; the learning rates and node
+        # target are given, not the original scripts' defaults
+        "--keep_masks", "--edge_learning_rate", "0.8", "--node_learning_rate", "0.8",
+        "--reg_edge_learning_rate", "0.8", "--reg_node_learning_rate", "0.8", "--target_node_sparsity", "0.7", *extra,
     ]  # fmt: skip
 
 

@@ -51,7 +51,8 @@ def prune_args(model, out, steps=4, extra=()):
         "--per_device_train_batch_size", 4, "--logging_steps", 1, "--save_steps", 2,
         "--report_to", "none", "--max_train_samples", 16, "--max_eval_samples", 8,
         "--num_sparsity_warmup_steps", 2, "--target_edge_sparsity", 0.9,
-        "--edge_learning_rate", 0.5, "--reg_edge_learning_rate", 0.5, *extra,
+        "--edge_learning_rate", 0.5, "--reg_edge_learning_rate", 0.5,
+        "--node_learning_rate", 0.8, "--reg_node_learning_rate", 0.8, "--target_node_sparsity", 0.7, *extra,
     ]  # fmt: skip
 
 
@@ -83,7 +84,7 @@ def test_prune_eval_vis_draw(tiny_gpt2, tmp_path, task, extra):
 
     if task != "custom":
         eval_out = tmp_path / "eval.json"
-        run_script(f"src/eval/{task}.py", ["-m", out, "-s", "validation", "-n", 8, "-se", 0.5, "-o", eval_out])
+        run_script(f"src/eval/{task}.py", ["-m", out, "-s", "validation", "-n", 8, "-se", 0.5, "-o", eval_out, "--mask-rule", "global"])
         ev = json.loads(eval_out.read_text())
         assert abs(ev["edge_sparsity"] - 0.5) <= 1.0 / ev["n_edges_total"]
         if task == "gt":
@@ -121,7 +122,10 @@ def test_resume_from_last_complete_checkpoint(tiny_gpt2, tmp_path):
 def test_threshold_search_hits_requested_sparsity_within_one_edge(tiny_gpt2):
     from modeling.modeling_fpt2 import FPT2LMHeadModel
 
+    from edge_pruning import l0
+
     model = FPT2LMHeadModel.from_pretrained(tiny_gpt2, with_embedding_nodes=True)
+    model.circuit_masks.mask_rule = l0.MaskRule.GLOBAL  # ours: hits any sparsity; the original's bisection does not
     n = model.circuit_graph.n_edges
     with torch.no_grad():
         model.circuit_masks.edge_log_alphas.normal_(0.0, 3.0)
@@ -199,7 +203,7 @@ def test_fllama_entry_points(tiny_llama, tmp_path, task):
         mode = "fewshot" if task.endswith("fs") else "instruction"
         run_script("src/modeling/vis_fllama.py", ["-i", out, "-se", 0.5])
         eval_out = tmp_path / "bool.json"
-        run_script("src/eval/boolean_expressions.py", ["-p", out, "-m", mode, "-e", out / "edges.json", "-s", "validation", "-n", 4, "--max-seq-length", 160, "-o", eval_out])
+        run_script("src/eval/boolean_expressions.py", ["-m", out, "-M", mode, "-e", out / "edges.json", "-s", "validation", "-n", 4, "--max-seq-length", 160, "-o", eval_out])
         ev = json.loads(eval_out.read_text())
         assert ev["task"] == task
         assert ev["n_edges"] <= len(json.loads((out / "edges.json").read_text()))

@@ -8,8 +8,9 @@ circuit is read off the trained masks as the original Tracr scripts did (see
 `tracr_circuit_edges`), evaluated on every input and compared with the task's
 ground truth.
 
-Defaults are the paper's hyperparameters, taken from the original
-`run_scripts/tracr_{reverse,xproportion}.sh`; any flag given overrides them.
+Defaults are the original scripts' (`src/prune/erazr_*.py`); the paper's
+hyperparameters are passed by `run_scripts/tracr_{reverse,xproportion}.sh`, as the
+original run scripts did.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import dataclasses
 import json
 import logging
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,50 +28,49 @@ from transformers import set_seed
 from . import l0
 from .circuit import save_edges_json
 from .evaluation import CircuitEvaluation, evaluate_circuit
-from .pruning import flush_denormals_on_cpu, parse_args, setup_logging, train_masks
+from .pruning import (
+    check_seq_length,
+    flush_denormals_on_cpu,
+    original_defaults,
+    parse_args,
+    prepare_masks,
+    setup_logging,
+    train_masks,
+)
 from .tasks import REPO_ROOT, Encoded, TaskDataError
 from .tracr_tasks import TracrTask, get_tracr_task
 
 logger = logging.getLogger("edge_pruning")
 
-# Flags of the original run scripts. "--warmup_steps" is the learning-rate warm-up
-# of the linear schedule; "--num_sparsity_warmup_steps" that of the sparsity target.
-PAPER_ARGS: dict[str, list[str]] = {
-    "reverse": [
-        "--max_steps", "6000", "--warmup_steps", "1500", "--num_sparsity_warmup_steps", "5900",
-        "--edge_learning_rate", "0.03", "--node_learning_rate", "0.03",
-        "--reg_edge_learning_rate", "0.001", "--reg_node_learning_rate", "0.001",
-        "--target_edge_sparsity", "1.02", "--target_node_sparsity", "0.1", "--disable_node_loss", "true",
-    ],
-    "xproportion": [
-        "--max_steps", "720", "--warmup_steps", "96", "--num_sparsity_warmup_steps", "640",
-        "--edge_learning_rate", "1", "--node_learning_rate", "1",
-        "--reg_edge_learning_rate", "0.0001", "--reg_node_learning_rate", "0.0001",
-        "--target_edge_sparsity", "0.92", "--target_node_sparsity", "0.4",
-    ],
-}  # fmt: skip
-COMMON_ARGS = [
-    "--ablation", "zero", "--per_device_train_batch_size", "16", "--eval_batch_size", "16",
-    "--start_edge_sparsity", "0", "--start_node_sparsity", "0", "--warmup_type", "linear",
-    "--logging_steps", "20", "--save_steps", "1000", "--save_total_limit", "1", "--report_to", "none",
-]  # fmt: skip
-
-
-def default_argv(task: TracrTask) -> list[str]:
-    return [
-        "--initialize_from", str(task.model_path),
-        "--output_dir", str(REPO_ROOT / "data" / "runs" / f"erazr-{task.name}"),
-        *COMMON_ARGS,
-        *PAPER_ARGS[task.name],
-    ]  # fmt: skip
+def default_args(task: TracrTask) -> dict:
+    """The original script's defaults (`pruning.original_defaults`), this task's model
+    and output folder, and zero ablation: our Tracr data has no corrupted inputs. The
+    paper's hyperparameters are in run_scripts/tracr_{reverse,xproportion}.sh."""
+    return {
+        **original_defaults("erazr", task.name),
+        "initialize_from": str(task.model_path),
+        "output_dir": str(REPO_ROOT / "data" / "runs" / f"erazr-{task.name}"),
+        "ablation": "zero",
+    }
 
 
 def load_tracr_model(path: str | os.PathLike):
     """A `tracrx` export (*.pkl) or a saved ErazrModel checkpoint."""
+    import pickle
+
     from modeling.modeling_erazr import ErazrModel
 
+    from .models import CheckpointError, check_architecture, check_checkpoint
+
     if str(path).endswith(".pkl"):
-        return ErazrModel.from_tracr(path)
+        if not Path(path).is_file():
+            raise CheckpointError("Tracr model file not found", path)
+        try:
+            return ErazrModel.from_tracr(path)
+        except (pickle.UnpicklingError, EOFError, KeyError, TypeError, AttributeError, ValueError) as e:
+            raise CheckpointError(f"damaged or foreign Tracr model file ({type(e).__name__}: {e})", path) from e
+    check_checkpoint(path)
+    check_architecture(str(path), "erazr")
     return ErazrModel.from_pretrained(path, dtype=torch.float32)
 
 
@@ -164,8 +163,7 @@ def encode_tracr_split(task: TracrTask, vocab: dict, dataset_path, split: str, l
 def tracr_prune_main(task_name: str, argv: list[str] | None = None) -> TracrPruningResult:
     """Entry point of `src/prune/erazr_{reverse,xproportion}.py`."""
     task = get_tracr_task(task_name)
-    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
-    pargs, targs = parse_args([*default_argv(task), *argv])
+    pargs, targs = parse_args(argv, default_args(task))
     if pargs.ablation == "interchange":
         raise ValueError("--ablation interchange needs corrupted inputs, which the Tracr tasks lack; use zero or mean")
     output_dir = Path(targs.output_dir)
@@ -178,15 +176,19 @@ def tracr_prune_main(task_name: str, argv: list[str] | None = None) -> TracrPrun
     set_seed(targs.seed)  # the masks' N(10, 0.01) initialisation is drawn when the model is built
     model = load_tracr_model(pargs.initialize_from)
     model.freeze_model_weights()
+    prepare_masks(model, pargs, targs.seed)
     vocab = model.config.token_to_id()
     pad_id = model.config.pad_token_id
     train = encode_tracr_split(task, vocab, pargs.dataset_path, pargs.train_split, pargs.max_train_samples)
     evals = encode_tracr_split(task, vocab, pargs.dataset_path, pargs.eval_split, pargs.max_eval_samples)
-    trainer, mean_states = train_masks(model, task, train, pad_id, pargs, targs)  # masks saved before binarising
+    check_seq_length(train, pargs.seq_length, pargs.train_split)
+    check_seq_length(evals, pargs.seq_length, pargs.eval_split)
+    # masks saved before binarising
+    trainer, mean_states = train_masks(model, task, train, pad_id, pargs, targs, evals=evals)
     edges = tracr_circuit_edges(model)
     model.load_edges(edges)
     result = evaluate_circuit(
-        model, task, evals, pargs.eval_split, pargs.eval_batch_size, pad_id,
+        model, task, evals, pargs.eval_split, pargs.eval_batch_size or targs.per_device_eval_batch_size, pad_id,
         ablation=pargs.ablation, mean_states=mean_states, search_thresholds=False,
     )
     comparison = compare_with_ground_truth(task.name, edges, task.ground_truth_edges())

@@ -1,6 +1,7 @@
-"""Evaluate a circuit (or a whole model) on the gt task: python src/eval/gt.py -m CHECKPOINT [-w]."""
+"""Evaluate a circuit (or a whole model) on the gt task:
+python src/eval/gt.py -m CHECKPOINT [-w] [-d DATA] [-s SPLIT] [-n N] [-se S] [-o OUT] (the original's flags)."""
 
-from edge_pruning.cli import eval_main
+from edge_pruning.cli import eval_main, run_cli
 
 if __name__ == "__main__":
-    eval_main("gt", description=__doc__)
+    run_cli(lambda argv: eval_main("gt", argv, description=__doc__))

@@ -1,6 +1,7 @@
 """EAP, EAP-IG and Edge Pruning against the Tracr ground-truth circuits (flags: --help)."""
 
+from edge_pruning.cli import run_cli
 from edge_pruning.tracr_baselines import tracr_baselines_main
 
 if __name__ == "__main__":
-    tracr_baselines_main()
+    run_cli(tracr_baselines_main)

@@ -1,6 +1,7 @@
-"""Prune the Tracr reverse model (paper hyperparameters by default; flags: --help)."""
+"""Prune the Tracr reverse model (the original's flags: --help)."""
 
+from edge_pruning.cli import run_cli
 from edge_pruning.tracr_pruning import tracr_prune_main
 
 if __name__ == "__main__":
-    tracr_prune_main("reverse")
+    run_cli(lambda argv: tracr_prune_main("reverse", argv))

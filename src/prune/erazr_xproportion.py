@@ -1,6 +1,7 @@
-"""Prune the Tracr xproportion model (paper hyperparameters by default; flags: --help)."""
+"""Prune the Tracr xproportion model (the original's flags: --help)."""
 
+from edge_pruning.cli import run_cli
 from edge_pruning.tracr_pruning import tracr_prune_main
 
 if __name__ == "__main__":
-    tracr_prune_main("xproportion")
+    run_cli(lambda argv: tracr_prune_main("xproportion", argv))

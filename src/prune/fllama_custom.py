@@ -1,6 +1,7 @@
-"""Prune a Llama-family model on a custom JSONL dataset (flags: --help)."""
+"""Prune a Llama-family model for the custom task (the original's flags: --help)."""
 
+from edge_pruning.cli import run_cli
 from edge_pruning.pruning import prune_main
 
 if __name__ == "__main__":
-    prune_main("fllama", "custom")
+    run_cli(lambda argv: prune_main("fllama", "custom", argv))

@@ -1,6 +1,7 @@
-"""Prune GPT-2 for the custom task (flags: --help)."""
+"""Prune GPT-2 for the custom task (the original's flags: --help)."""
 
+from edge_pruning.cli import run_cli
 from edge_pruning.pruning import prune_main
 
 if __name__ == "__main__":
-    prune_main("fpt2", "custom")
+    run_cli(lambda argv: prune_main("fpt2", "custom", argv))
