@@ -148,10 +148,12 @@ class EdgeCount(str, Enum):
 
 @dataclass
 class CircuitModelOutput(ModelOutput):
-    """Logits plus what pruning needs: writer states and sparsity penalties."""
+    """Logits (or a base model's `last_hidden_state`) plus what pruning needs: writer
+    states and sparsity penalties."""
 
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
+    last_hidden_state: torch.Tensor | None = None
     writer_states: torch.Tensor | None = None
     edge_loss: torch.Tensor | None = None
     node_loss: torch.Tensor | None = None
@@ -305,10 +307,11 @@ class CircuitModelMixin:
         output_writer_states: bool,
         target_edge_sparsity: float | None,
         target_node_sparsity: float | None,
+        last_hidden_state: torch.Tensor | None = None,
     ) -> CircuitModelOutput:
-        """The output every model returns: logits, writer states if asked for, and in
-        the circuit the sparsity terms."""
-        out = CircuitModelOutput(logits=logits)
+        """The output every model returns: logits (a base model: its final hidden
+        state), writer states if asked for, and in the circuit the sparsity terms."""
+        out = CircuitModelOutput(logits=logits, last_hidden_state=last_hidden_state)
         if output_writer_states:
             out.writer_states = mixer.writer_states()
         if mixer.masked:

@@ -29,7 +29,7 @@ class Reader:
     name: str
     kind: str  # "q" | "k" | "v" | "mlp" | "resid_post"
     layer: int  # n_layers for resid_post
-    head: int = -1  # query head for q, key/value head for k and v
+    head: int = -1  # query head for q; key/value head for k and v (the query head when ungrouped)
     # The writer nodes this reader feeds: its input is dead once all of them are removed.
     consumers: tuple[str, ...] = ()
 
@@ -67,6 +67,7 @@ class CircuitGraph:
     sites: list[Site]
     writer_index: dict[str, int] = field(init=False)
     reader_index: dict[str, int] = field(init=False)
+    site_index: dict[str, int] = field(init=False)
     # The mask tensors as the original code stores them: row ranges of the dense edge
     # matrix (each layer's Q, K, V and MLP readers, the final reader; every writer
     # column, non-edges included) and writer ranges (each embedding, each layer's
@@ -77,6 +78,7 @@ class CircuitGraph:
     def __post_init__(self) -> None:
         self.writer_index = {w.name: i for i, w in enumerate(self.writers)}
         self.reader_index = {r.name: i for i, r in enumerate(self.readers)}
+        self.site_index = {s.name: i for i, s in enumerate(self.sites)}
         prefix = torch.zeros(len(self.readers), dtype=torch.long, device="cpu")
         for site in self.sites:
             prefix[site.reader_start : site.reader_stop] = site.n_writers_before
@@ -103,16 +105,23 @@ class CircuitGraph:
         n_heads: int,
         n_kv_heads: int | None = None,
         embeddings: Iterable[str] = (),
+        ungroup_kv: bool = False,
+        parallel_mlp: bool = False,
     ) -> "CircuitGraph":
-        """GPT-2, Llama (grouped-query attention) and Tracr layouts.
+        """The layout of a decoder: per layer, its heads, then its MLP.
 
         `embeddings` names the embedding writers (empty when embeddings are not nodes
         and are always kept). With `n_kv_heads < n_heads`, K and V readers exist per
-        key/value head, and `a{L}.h{G}.k` names key/value head G.
+        key/value head (`a{L}.h{G}.k` names key/value head G), or with `ungroup_kv`
+        per query head, as if every query head had its own key/value head.
+        `parallel_mlp` (GPT-NeoX's parallel residual): the MLP reads the residual
+        the attention reads, so it reads no heads of its own layer.
         """
         n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
         if n_heads % n_kv_heads:
             raise ValueError(f"n_heads={n_heads} is not a multiple of n_kv_heads={n_kv_heads}")
+        if ungroup_kv:
+            n_kv_heads = n_heads
         group = n_heads // n_kv_heads
         writers = [Writer(name, "embed", -1) for name in embeddings]
         readers: list[Reader] = []
@@ -125,14 +134,27 @@ class CircuitGraph:
                 for g in range(n_kv_heads):
                     users = tuple(f"a{layer}.h{h}" for h in range(g * group, (g + 1) * group))
                     readers.append(Reader(f"a{layer}.h{g}.{kind}", kind, layer, g, users))
-            sites.append(Site(f"a{layer}", "attn", layer, start, len(readers), len(writers)))
+            attn_prefix = len(writers)
+            sites.append(Site(f"a{layer}", "attn", layer, start, len(readers), attn_prefix))
             writers.extend(Writer(f"a{layer}.h{h}", "head", layer, h) for h in range(n_heads))
             readers.append(Reader(f"m{layer}", "mlp", layer, -1, (f"m{layer}",)))
-            sites.append(Site(f"m{layer}", "mlp", layer, len(readers) - 1, len(readers), len(writers)))
+            mlp_prefix = attn_prefix if parallel_mlp else len(writers)
+            sites.append(Site(f"m{layer}", "mlp", layer, len(readers) - 1, len(readers), mlp_prefix))
             writers.append(Writer(f"m{layer}", "mlp", layer))
         readers.append(Reader("resid_post", "resid_post", n_layers))
         sites.append(Site("resid_post", "final", n_layers, len(readers) - 1, len(readers), len(writers)))
         return cls(writers, readers, sites)
+
+    def attn_site(self, layer: int) -> Site:
+        """Where the Q/K/V readers of `layer` read."""
+        return self.sites[self.site_index[f"a{layer}"]]
+
+    def mlp_site(self, layer: int) -> Site:
+        return self.sites[self.site_index[f"m{layer}"]]
+
+    @property
+    def final_site(self) -> Site:
+        return self.sites[self.site_index["resid_post"]]
 
     @property
     def n_writers(self) -> int:

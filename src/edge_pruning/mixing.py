@@ -174,6 +174,8 @@ class ResidualMixer:
         if self.pending is not None and self.pending[0] is site:
             _, partial, base_then, lo = self.pending
             self.pending = None
+            if lo == site.n_writers_before:
+                return partial  # nothing written in between (a parallel MLP)
             return self._read(site, lo, partial + (self.residual - base_then))
         following = self._following(site)
         if following is None:
@@ -187,7 +189,7 @@ class ResidualMixer:
     def _following(self, site: Site) -> Site | None:
         """The next site, if its readers directly follow this site's (pairable)."""
         sites = self.graph.sites
-        i = sites.index(site)
+        i = self.graph.site_index[site.name]
         if site.kind == "attn" and i + 1 < len(sites):
             nxt = sites[i + 1]
             if nxt.kind == "mlp" and nxt.reader_start == site.reader_stop:

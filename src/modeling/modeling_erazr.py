@@ -24,12 +24,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
+from transformers import PretrainedConfig, PreTrainedModel
 
-from edge_pruning.attention import attention_mask_from_padding, scaled_dot_product
-from edge_pruning.circuit import CircuitMasks, CircuitModelMixin, CircuitModelOutput, gather_positions
+from edge_pruning.circuit import CircuitMasks, CircuitModelOutput, gather_positions
 from edge_pruning.graph import CircuitGraph
-from edge_pruning.mixing import ResidualMixer
+
+from .modeling_circuit import CircuitAttention, CircuitDecoder, CircuitLayer, CircuitPreTrainedModel, LayerInputs, register
 
 EMBEDDINGS = ("tok_embeds", "pos_embeds")
 
@@ -114,42 +114,34 @@ class ErazrConfig(PretrainedConfig):
         return {t: i for t, i in self.input_vocab}
 
 
-def erazr_graph(config: ErazrConfig) -> CircuitGraph:
-    return CircuitGraph.layered(config.n_layers, config.n_heads, embeddings=EMBEDDINGS)
-
-
-class ErazrAttention(nn.Module):
-    """Tracr attention with per-head Q/K/V inputs and per-head outputs.
-
-    Weights are Tracr's per-head layout: w_qkv (3, H, D, K) for Q, K, V; w_o (H, K, D).
-    """
+class ErazrAttention(CircuitAttention):
+    """Tracr attention, in Tracr's per-head layout: w_qkv (3, H, D, K) for Q, K, V;
+    w_o (H, K, D)."""
 
     def __init__(self, config: ErazrConfig) -> None:
         super().__init__()
         H, D, K = config.n_heads, config.d_model, config.d_head
-        self.n_heads = H
-        self.scale = config.attn_scale
-        self.causal = config.causal
+        self.n_heads = self.n_kv_heads = H
+        self.head_dim = K
+        self.scaling = config.attn_scale
         self.w_qkv = nn.Parameter(torch.empty(3, H, D, K))
         self.b_qkv = nn.Parameter(torch.empty(3, H, K))
         self.w_o = nn.Parameter(torch.empty(H, K, D))
         self.b_o = nn.Parameter(torch.empty(D))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, per_head: bool) -> torch.Tensor:
-        """x: (1, B, S, D) read by every reader, or (3H, B, S, D) as Q..., K..., V... .
+    def head_weights(self, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+        i = "qkv".index(kind)
+        return self.w_qkv[i], self.b_qkv[i]
 
-        Returns (H, B, S, D) head outputs, or their sum (1, B, S, D) when not `per_head`.
-        """
-        H = self.n_heads
-        if x.shape[0] == 1:
-            qkv = torch.einsum("bsd,thdk->tbhsk", x[0], self.w_qkv)
-        else:
-            qkv = torch.einsum("thbsd,thdk->tbhsk", x.view(3, H, *x.shape[1:]), self.w_qkv)
-        qkv = qkv + self.b_qkv[:, None, :, None, :]
-        z = scaled_dot_product(qkv[0], qkv[1], qkv[2], mask, self.scale, causal=self.causal)  # (B, H, S, K)
-        if not per_head:
-            return (torch.einsum("bhsk,hkd->bsd", z, self.w_o) + self.b_o).unsqueeze(0)
-        return torch.einsum("bhsk,hkd->hbsd", z, self.w_o) + self.b_o / H
+    def out_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.w_o, self.b_o
+
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        qkv = torch.einsum("bsd,thdk->tbhsk", x, self.w_qkv) + self.b_qkv[:, None, :, None, :]
+        return qkv[0], qkv[1], qkv[2]
+
+    def output(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("bhsk,hkd->bsd", z, self.w_o) + self.b_o
 
 
 class ErazrMLP(nn.Module):
@@ -165,22 +157,26 @@ class ErazrMLP(nn.Module):
         return torch.relu(x @ self.w_in + self.b_in) @ self.w_out + self.b_out
 
 
-class ErazrLayer(nn.Module):
+class ErazrLayer(CircuitLayer):
     """Attention then MLP, each added to the residual (no layer norm)."""
 
     def __init__(self, config: ErazrConfig, layer: int) -> None:
-        super().__init__()
-        self.layer = layer
+        super().__init__(layer)
         self.attn = ErazrAttention(config)
         self.mlp = ErazrMLP(config)
 
-    def forward(self, mixer: ResidualMixer, mask: torch.Tensor | None) -> None:
-        attn_site, mlp_site = mixer.graph.sites[2 * self.layer], mixer.graph.sites[2 * self.layer + 1]
-        mixer.write(self.attn(mixer.read(attn_site), mask, per_head=mixer.per_writer), count=self.attn.n_heads)
-        mixer.write(self.mlp(mixer.read(mlp_site)), count=1)
+    @property
+    def attention(self) -> ErazrAttention:
+        return self.attn
+
+    def attend(self, x: torch.Tensor, inputs: LayerInputs, per_head: bool) -> torch.Tensor:
+        return self.attn(x, inputs, per_head)
+
+    def feed_forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x)
 
 
-class ErazrModel(CircuitModelMixin, PreTrainedModel):
+class ErazrModel(CircuitDecoder, CircuitPreTrainedModel, PreTrainedModel):
     """A compiled Tracr model whose edges and nodes can be pruned.
 
     `logits` are `resid_post @ unembed`, (B, S, O): class scores for categorical
@@ -191,9 +187,8 @@ class ErazrModel(CircuitModelMixin, PreTrainedModel):
     config_class = ErazrConfig
     config: ErazrConfig
     base_model_prefix = "erazr"
-    accepted_model_types = ("erazr",)
-    # Masks and λs load in fp32 whatever the checkpoint or requested dtype.
-    _keep_in_fp32_modules_strict = ["circuit_masks"]
+    embedding_names = EMBEDDINGS
+    _input_embed_layer = "tok_embed"
 
     def __init__(self, config: ErazrConfig) -> None:
         super().__init__(config)
@@ -201,8 +196,21 @@ class ErazrModel(CircuitModelMixin, PreTrainedModel):
         self.pos_embed = nn.Embedding(config.n_positions, config.d_model)
         self.layers = nn.ModuleList([ErazrLayer(config, i) for i in range(config.n_layers)])
         self.unembed = nn.Linear(config.d_model, config.n_outputs, bias=False)
-        self.circuit_masks = CircuitMasks(erazr_graph(config))
-        self.post_init()
+        self.init_circuit()
+
+    @property
+    def causal(self) -> bool:
+        return self.config.causal
+
+    def circuit_graph_of(self, config: ErazrConfig) -> CircuitGraph:
+        return CircuitGraph.layered(config.n_layers, config.n_heads, embeddings=EMBEDDINGS)
+
+    def embed(self, input_ids, inputs_embeds, position_ids) -> list[torch.Tensor]:
+        tok = self.tok_embed(input_ids) if inputs_embeds is None else inputs_embeds
+        return [tok, self.pos_embed(position_ids).expand_as(tok)]
+
+    def final_norm(self, x: torch.Tensor) -> torch.Tensor:
+        return x
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -215,12 +223,6 @@ class ErazrModel(CircuitModelMixin, PreTrainedModel):
         elif isinstance(module, (ErazrAttention, ErazrMLP, nn.Embedding, nn.Linear)):
             for param in module.parameters(recurse=False):
                 init.zeros_(param)
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.tok_embed
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.tok_embed = value
 
     @classmethod
     def from_tracr(cls, path: str | os.PathLike) -> "ErazrModel":
@@ -253,12 +255,6 @@ class ErazrModel(CircuitModelMixin, PreTrainedModel):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         output_positions: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        corr_x: torch.Tensor | None = None,
-        output_writer_states: bool = False,
-        mask_grad_deltas: torch.Tensor | None = None,
-        target_edge_sparsity: float | None = None,
-        target_node_sparsity: float | None = None,
         **kwargs,
     ) -> CircuitModelOutput:
         """Logits of the circuit (masked) or, under `full_model()` or with
@@ -266,21 +262,12 @@ class ErazrModel(CircuitModelMixin, PreTrainedModel):
         is zero ablation. `output_positions` (B, P) restricts the logits to those
         positions (B, P, O). `inputs_embeds` replaces the token embeddings and
         `mask_grad_deltas` the deltas of the mask gradient (attribution baselines)."""
-        B, S = input_ids.shape
+        S = input_ids.shape[1]
         if S > self.config.n_positions:
             raise ValueError(f"sequence length {S} exceeds the model's {self.config.n_positions} positions")
-        tok = self.tok_embed(input_ids) if inputs_embeds is None else inputs_embeds
-        pos = self.pos_embed(torch.arange(S, device=input_ids.device)).expand_as(tok)
-        mixer = self.make_mixer(torch.zeros_like(tok), corr_x, output_writer_states, mask_grad_deltas)
-        mixer.write(torch.stack([tok, pos]), count=2)
-        mask = attention_mask_from_padding(attention_mask, S, causal=self.config.causal)
-        for layer in self.layers:
-            layer(mixer, mask)
-        final = mixer.read(self.circuit_graph.sites[-1])[0]
-        logits = self.unembed(gather_positions(final, output_positions))
-        return self.circuit_output(mixer, logits, output_writer_states, target_edge_sparsity, target_node_sparsity)
+        out = super().forward(input_ids, attention_mask=attention_mask, **kwargs)
+        out["logits"] = self.unembed(gather_positions(out.last_hidden_state, output_positions))
+        return out
 
 
-# Checkpoints saved by this class load through the Auto classes too.
-AutoModel.register(ErazrConfig, ErazrModel, exist_ok=True)
-AutoConfig.register("erazr", ErazrConfig, exist_ok=True)
+register(ErazrConfig, base=ErazrModel)
