@@ -34,6 +34,8 @@ class CircuitEvaluation:
     n_edges_strict: int
     n_edges_sanitized: int
     mask_rule: str = l0.MaskRule.ORIGINAL.value
+    # Which definition each metric used (e.g. the greater-than metric for digit tokenizers).
+    definitions: dict[str, str] = field(default_factory=dict)
     circuit: dict[str, float] = field(default_factory=dict)
     full_model: dict[str, float] = field(default_factory=dict)
 
@@ -188,6 +190,7 @@ def evaluate_circuit(
         n_edges_strict=len(model.get_edges("strict")),
         n_edges_sanitized=len(model.get_edges(sanitize=True)),
         mask_rule=model.circuit_masks.mask_rule.value,
+        definitions=dict(task.definitions),
         circuit=circuit_metrics,
         full_model=full_metrics,
     )
