@@ -19,6 +19,8 @@ def attention_mask_from_padding(
     keys, itself included, as transformers' sliding-window masks do. Every query may
     attend to itself, so a padded query row is never empty (its output is ignored).
     """
+    if window is not None and window >= seq_len:
+        window = None  # no query reaches past the window
     if attention_mask is None and window is None:
         return None
     device = attention_mask.device if attention_mask is not None else device

@@ -150,6 +150,8 @@ class LinearHeadsAttention(CircuitAttention):
 
     def __init__(self, config, layer: int) -> None:
         super().__init__(config, layer)
+        if not getattr(self, "is_causal", True):
+            raise NotImplementedError("bidirectional attention is not supported")
         self.n_heads = config.num_attention_heads
         self.n_kv_heads = config.num_key_value_heads
         self.window = getattr(self, "sliding_window", None)
@@ -194,7 +196,8 @@ class CircuitLayer(nn.Module):
         self._gradient_checkpointing_func: Callable | None = None
 
     @property
-    def attention(self) -> CircuitAttention:
+    def circuit_attention(self) -> CircuitAttention:
+        """The layer's attention module (named as transformers names it)."""
         raise NotImplementedError
 
     def attend(self, x: torch.Tensor, inputs: LayerInputs, per_head: bool) -> torch.Tensor:
@@ -215,7 +218,7 @@ class CircuitLayer(nn.Module):
         attn_in = mixer.read(attn_site)
         parallel = mlp_site.n_writers_before == attn_site.n_writers_before
         mlp_in = mixer.read(mlp_site) if parallel else None
-        mixer.write(self._run(self.attend, attn_in, inputs, mixer.per_writer), count=self.attention.n_heads)
+        mixer.write(self._run(self.attend, attn_in, inputs, mixer.per_writer), count=self.circuit_attention.n_heads)
         if not parallel:
             mlp_in = mixer.read(mlp_site)
         mixer.write(self._run(self.feed_forward, mlp_in), count=1)
@@ -237,7 +240,7 @@ class PreNormLayer(CircuitLayer):
         self.post_attention_layernorm = self.norm_class(config.hidden_size, eps=config.rms_norm_eps)
 
     @property
-    def attention(self) -> CircuitAttention:
+    def circuit_attention(self) -> CircuitAttention:
         return self.self_attn
 
     def attend(self, x: torch.Tensor, inputs: LayerInputs, per_head: bool) -> torch.Tensor:
@@ -344,7 +347,7 @@ class CircuitDecoder:
             mixer.write(torch.stack(embeds), count=len(embeds))
         else:
             mixer = self.make_mixer(sum(embeds[1:], embeds[0]), corr_x, output_writer_states, mask_grad_deltas)
-        windows = {layer.attention.window for layer in self.blocks()}
+        windows = {layer.circuit_attention.window for layer in self.blocks()}
         masks = {w: attention_mask_from_padding(attention_mask, S, self.causal, w, device) for w in windows}
         inputs = LayerInputs(self.position_embeddings(embeds[0], position_ids), masks, self.causal)
         for layer in self.blocks():

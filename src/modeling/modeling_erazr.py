@@ -166,7 +166,7 @@ class ErazrLayer(CircuitLayer):
         self.mlp = ErazrMLP(config)
 
     @property
-    def attention(self) -> ErazrAttention:
+    def circuit_attention(self) -> ErazrAttention:
         return self.attn
 
     def attend(self, x: torch.Tensor, inputs: LayerInputs, per_head: bool) -> torch.Tensor:

@@ -90,7 +90,7 @@ class FPT2Block(CircuitLayer):
         self.mlp = FPT2MLP(config)
 
     @property
-    def attention(self) -> FPT2Attention:
+    def circuit_attention(self) -> FPT2Attention:
         return self.attn
 
     def attend(self, x: torch.Tensor, inputs: LayerInputs, per_head: bool) -> torch.Tensor:
