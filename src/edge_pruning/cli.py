@@ -58,6 +58,8 @@ def one_line(error: BaseException) -> str:
     text = str(error)
     if isinstance(error, KeyError) and error.args:
         text = str(error.args[0])
+    elif isinstance(error, OSError) and error.filename and error.strerror:
+        text = f"{error.strerror.lower()}, {error.filename}"  # what, then where
     text = " ".join(text.split())
     return text or type(error).__name__
 

@@ -432,7 +432,11 @@ class JsonlLogCallback(TrainerCallback):
     """Every logged step, one JSON line in the output dir's log.jsonl.
 
     On resume, lines of steps after the checkpoint (logged by the interrupted run and
-    about to be logged again) are dropped first, so the file reads as one run's."""
+    about to be logged again) are dropped first, so the file reads as one run's. Wall-
+    clock figures (`*_runtime`, `*_per_second`) go to prune.log only, and the closing
+    `train_loss` is the mean loss over the whole logged run (the Trainer's covers only
+    the steps since the last start): log.jsonl is the same for the same seed and
+    command, interrupted or not."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -447,9 +451,25 @@ class JsonlLogCallback(TrainerCallback):
                 os.replace(tmp, self.path)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = {k: v for k, v in (logs or {}).items() if not k.endswith(("_runtime", "_per_second"))}
+        if state.is_world_process_zero and "train_loss" in logs and self.path.exists():
+            logs["train_loss"] = self.mean_logged_loss(logs["train_loss"])
         if state.is_world_process_zero and logs:
             with open(self.path, "a") as f:
                 f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+
+    def mean_logged_loss(self, default: float) -> float:
+        """Σ loss × steps it covers / steps, over the logged training rows."""
+        total = covered = 0.0
+        previous = 0
+        for line in self.path.read_text().splitlines():
+            row = json.loads(line)
+            if "loss" in row and "step" in row:
+                total += row["loss"] * (row["step"] - previous)
+                covered += row["step"] - previous
+                previous = row["step"]
+        return total / covered if covered else default
 
 
 def _logged_step(line: str) -> int:
@@ -635,18 +655,23 @@ def drop_unavailable_wandb(targs: TrainingArguments) -> None:
         targs.report_to = [r for r in report_to if r != "wandb"]
 
 
-def prepare_masks(model, pargs: PruningArguments, seed: int) -> None:
+def prepare_masks(model, pargs: PruningArguments, seed: int, missing: set[str] | None = None) -> None:
     """Before training: reset the masks as the original did (log_alpha ~ N(10, 0.01),
-    λ = 0, drawn right after re-seeding, in a fixed order, so they do not depend on
-    what the loader drew), unless --keep_masks; the penalty's sparsity; λ1 off without
-    the linear term. Call after `freeze_model_weights`."""
+    λ = 0), unless --keep_masks, which resets only those the checkpoint lacked
+    (`missing`: parameter names under `circuit_masks`, None for all). Drawn right after
+    re-seeding and in a fixed order, so that they do not depend on what or in which
+    order the loader drew (it initialises missing keys in set order, which varies with
+    the process's string hashing). Then the penalty's sparsity, and λ1 off without the
+    linear term. Call after `freeze_model_weights`."""
     masks = model.circuit_masks
-    if not pargs.keep_masks:
-        set_seed(seed)
-        with torch.no_grad():
-            masks.edge_log_alphas.normal_(l0.INIT_MEAN, l0.INIT_STD)
-            masks.node_log_alphas.normal_(l0.INIT_MEAN, l0.INIT_STD)
-            for lam in masks.lambdas():
+    reset = None if not pargs.keep_masks else (missing if missing is not None else set())
+    set_seed(seed)
+    with torch.no_grad():
+        for name in ("edge_log_alphas", "node_log_alphas"):
+            if reset is None or name in reset:
+                getattr(masks, name).normal_(l0.INIT_MEAN, l0.INIT_STD)
+        for name, lam in masks.named_parameters():
+            if name.startswith("sparsity_lambda") and (reset is None or name in reset):
                 lam.zero_()
     masks.sparsity_penalty = _sparsity_penalty(pargs.sparsity_penalty)
     if pargs.disable_linear_reg_term:
@@ -735,18 +760,25 @@ def train_masks(
 
 
 def load_for_pruning(arch: str, path: str, pargs: PruningArguments, bf16: bool):
-    """A circuit model to prune or to serve as the reference: fp32 whatever the
-    checkpoint's dtype, so that masks it lacks start from an fp32 N(10, 0.01); with
-    --bf16 the frozen weights (and so the activations) are bf16, the masks stay fp32."""
-    model = load_model(
+    """A circuit model to prune or to serve as the reference, and the names of the mask
+    parameters its checkpoint lacked: fp32 whatever the checkpoint's dtype, so that
+    masks start from an fp32 N(10, 0.01); with --bf16 the frozen weights (and so the
+    activations) are bf16, the masks stay fp32."""
+    model, info = load_model(
         arch, path, with_embedding_nodes=pargs.with_embedding_nodes, dtype=torch.float32,
-        ignore_mismatched_sizes=pargs.ignore_mismatched_sizes, **hub_kwargs(pargs),
+        ignore_mismatched_sizes=pargs.ignore_mismatched_sizes, output_loading_info=True, **hub_kwargs(pargs),
     )  # fmt: skip
     if bf16:
         model.to(torch.bfloat16)
         model.circuit_masks.float()
     model.freeze_model_weights()
-    return model
+    return model, missing_mask_names(info)
+
+
+def missing_mask_names(info: dict) -> set[str]:
+    """Names (under circuit_masks) of the mask parameters a checkpoint lacked."""
+    marker = "circuit_masks."
+    return {k.split(marker, 1)[1] for k in info.get("missing_keys", ()) if marker in k}
 
 
 def prune_main(
@@ -760,13 +792,13 @@ def prune_main(
     flush_denormals_on_cpu(targs)
     task = get_task(task_name)
     set_seed(targs.seed)
-    model = load_for_pruning(arch, pargs.initialize_from, pargs, targs.bf16)
-    prepare_masks(model, pargs, targs.seed)
+    model, missing = load_for_pruning(arch, pargs.initialize_from, pargs, targs.bf16)
+    prepare_masks(model, pargs, targs.seed, missing)
     reference = None
     if not same_checkpoint(pargs.ref_initialize_from, pargs.initialize_from):
         if targs.fsdp:
             raise ValueError("--ref_initialize_from other than --initialize_from is not supported with FSDP")
-        reference = load_for_pruning(arch, pargs.ref_initialize_from, pargs, targs.bf16).eval()
+        reference = load_for_pruning(arch, pargs.ref_initialize_from, pargs, targs.bf16)[0].eval()
         if reference.circuit_graph.n_edges != model.circuit_graph.n_edges:
             raise ValueError(f"--ref_initialize_from {pargs.ref_initialize_from} has another graph than --initialize_from")
         reference.to(targs.device)
