@@ -1,4 +1,4 @@
-"""Literal, slow implementations of method.md §2 (GPT-2, Llama), to check the fast paths.
+"""Literal, slow implementations of method.md §2 (GPT-2, Llama; any architecture), to check the fast paths.
 
 Every reader sums every writer before it, one by one:
     in_r = sum_w [ m_rw * x~_w + (1 - m_rw) * c_w ],   x~_w = z_w x_w + (1 - z_w) c_w
@@ -147,3 +147,58 @@ def reference_fllama_logits(model, input_ids, edge_masks, node_masks, corr_x=Non
         x = _rms_norm(read(f"m{layer}"), block.post_attention_layernorm)
         add_writer(mlp.down_proj(mlp.act_fn(mlp.gate_proj(x)) * mlp.up_proj(x)))
     return model.lm_head(_rms_norm(read("resid_post"), llama.norm))
+
+
+def reference_logits(model, input_ids, edge_masks, node_masks, corr_x=None):
+    """Logits of any circuit LM on the architecture layer (src/modeling/modeling_circuit),
+    given explicit (readers x writers) edge masks and per-writer node masks.
+
+    Every reader's input is summed writer by writer over the writers before its site
+    (so a parallel MLP reads none of its layer's heads). A layer's heads are computed
+    by the layer's own `attend` from its readers' inputs stacked in graph order, its
+    MLP by `feed_forward`: the attention's per-reader path is checked against
+    transformers separately (tests/test_conformance.py, with hooks); this checks the
+    kernel (buffer, prefix sums, custom autograd) and the routing of readers.
+    """
+    from edge_pruning.attention import attention_mask_from_padding
+    from modeling.modeling_circuit import LayerInputs
+
+    body, graph = model.base_model, model.circuit_graph
+    S = input_ids.shape[1]
+    position_ids = torch.arange(S)[None]
+    embeds = body.embed(input_ids, None, position_ids)
+    clean: list[torch.Tensor] = []  # x~_w, node mask applied
+    corrupted: list[torch.Tensor] = []
+
+    def add_writer(x):
+        w = len(clean)
+        c = torch.zeros_like(x) if corr_x is None else corr_x[w]
+        z = node_masks[w]
+        clean.append(z * x + (1 - z) * c)
+        corrupted.append(c)
+
+    if body.config.with_embedding_nodes:
+        for e in embeds:
+            add_writer(e)
+        always = torch.zeros_like(embeds[0])
+    else:
+        always = sum(embeds[1:], embeds[0])
+
+    def read(r):
+        total = always
+        for w in range(int(graph.reader_prefix[r])):
+            m = edge_masks[r, w]
+            total = total + m * clean[w] + (1 - m) * corrupted[w]
+        return total
+
+    windows = {layer.circuit_attention.window for layer in body.blocks()}
+    masks = {w: attention_mask_from_padding(None, S, body.causal, w) for w in windows}
+    inputs = LayerInputs(body.position_embeddings(embeds[0], position_ids), masks, body.causal)
+    for layer, block in enumerate(body.blocks()):
+        site = graph.attn_site(layer)
+        x = torch.stack([read(r) for r in range(site.reader_start, site.reader_stop)])
+        for head in block.attend(x, inputs, per_head=True):
+            add_writer(head)
+        add_writer(block.feed_forward(read(graph.reader_index[f"m{layer}"])))
+    hidden = body.final_norm(read(graph.reader_index["resid_post"]))
+    return model.final_logits(model.get_output_embeddings()(hidden))
