@@ -296,10 +296,11 @@ class EdgePruningTrainer(Trainer):
         """Stop before the optimizer step (nothing of this step is applied or saved)."""
         bad = []
         if not torch.isfinite(loss).all():
-            bad.append(f"loss {loss.item()}")
-        for name, param in masks.named_parameters():
-            if param.grad is not None and not torch.isfinite(param.grad).all():
-                bad.append(f"gradient of {name}")
+            bad.append(f"loss {loss.item()}")  # the gradients then are too: name the cause
+        else:
+            names = [n for n, p in masks.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+            if names:
+                bad.append("gradient of " + ", ".join(names))
         flag = torch.tensor([float(bool(bad))], device=loss.device)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(flag)  # every rank stops together
@@ -307,7 +308,7 @@ class EdgePruningTrainer(Trainer):
             return
         step = self.state.global_step + 1
         checkpoint = last_complete_checkpoint(self.args.output_dir)
-        what = ", ".join(bad) if bad else "loss or gradient on another rank"
+        what = bad[0] if bad else "loss or gradient on another rank"
         raise NonFiniteLossError(
             f"non-finite {what} at step {step}: stopped before its update, nothing saved; "
             + (f"the last complete checkpoint is {checkpoint} (untouched)" if checkpoint else "no checkpoint was saved yet")
@@ -584,15 +585,24 @@ def reuse_freed_memory() -> None:
 
 
 def setup_logging(output_dir: Path, filename: str) -> None:
+    """Log to `output_dir/filename` and the console. The handlers of an earlier run in
+    the same process are removed first (no duplicate lines, no stale streams)."""
     output_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("edge_pruning", "transformers"):
+        log = logging.getLogger(name)
+        for old in [h for h in log.handlers if getattr(h, "_edge_pruning_run", False)]:
+            log.removeHandler(old)
+            old.close()
     handler = logging.FileHandler(output_dir / filename)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    console = logging.StreamHandler(sys.stdout)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    for h in (handler, console):
+        h._edge_pruning_run = True
     for name in ("edge_pruning", "transformers"):
         log = logging.getLogger(name)
         log.addHandler(handler)
         log.setLevel(logging.INFO)
-    console = logging.StreamHandler(sys.stdout)
-    console.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(console)
 
 
