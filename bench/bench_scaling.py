@@ -46,7 +46,7 @@ def sweep(base: bs.Shape, batches: list[int], seqs: list[int], layers: list[int]
 
 def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--arch", default="fpt2", choices=["fpt2", "fllama"])
+    ap.add_argument("--arch", default="fpt2", choices=["fpt2", *bs.ARCH_SHAPES])
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--heads", type=int, default=8)
     ap.add_argument("--vocab", type=int, default=1024)

@@ -79,17 +79,53 @@ def torch_dtype(name: str) -> torch.dtype:
     return {"fp32": torch.float32, "bf16": torch.bfloat16}[name]
 
 
+@dataclass(frozen=True)
+class ArchShape:
+    """A benchmark architecture: its transformers classes and default shape.
+
+    Real checkpoints' shapes where one is small: GPT-2 small, SmolLM2-135M,
+    Pythia-160m. The families whose smallest checkpoint is 0.5B+ (Qwen2.5-0.5B,
+    Qwen3-0.6B, Mistral-7B, Gemma-2B, Gemma-2-2B) at GPT-2 small's size (12 layers,
+    d = 768, 12 heads of 64) with their own layout: KV heads in the ratio of their
+    smallest checkpoint, gated MLP 2048 wide, a 50,304 vocabulary (theirs, 150k-256k,
+    would let the plain model's full-vocabulary head dominate the denominator).
+    """
+
+    config: str  # transformers config class
+    model: str  # transformers LM class
+    layers: int = 12
+    hidden: int = 768
+    heads: int = 12
+    kv_div: int = 1  # KV heads = heads // kv_div
+    intermediate: int = 2048  # at `hidden`; scaled with --hidden
+    vocab: int = 50304
+    extra: tuple[tuple[str, object], ...] = ()
+
+
+ARCH_SHAPES = {
+    "fllama": ArchShape("LlamaConfig", "LlamaForCausalLM", 30, 576, 9, kv_div=3, intermediate=1536, vocab=49152,
+                        extra=(("tie_word_embeddings", True),)),  # SmolLM2-135M
+    "fgpt_neox": ArchShape("GPTNeoXConfig", "GPTNeoXForCausalLM", intermediate=3072),  # Pythia-160m
+    "fqwen2": ArchShape("Qwen2Config", "Qwen2ForCausalLM", kv_div=6, extra=(("tie_word_embeddings", True),)),
+    "fqwen3": ArchShape("Qwen3Config", "Qwen3ForCausalLM", kv_div=2, extra=(("tie_word_embeddings", True),)),
+    "fmistral": ArchShape("MistralConfig", "MistralForCausalLM", kv_div=4),
+    "fgemma": ArchShape("GemmaConfig", "GemmaForCausalLM", kv_div=12),
+    "fgemma2": ArchShape("Gemma2Config", "Gemma2ForCausalLM", kv_div=3, extra=(("query_pre_attn_scalar", 64),)),
+}  # fmt: skip
+
+
 def build_models(shape: Shape, which: str = "both", seed: int = 0):
     """(circuit model, plain HF model) with the same random weights; either may be None.
 
     `which` is "both", "circuit" or "plain": memory children build only what they run.
     """
+    import transformers
+
+    from edge_pruning.architectures import ARCHITECTURES
+
     torch.manual_seed(seed)
+    circuit_cls = ARCHITECTURES[shape.arch].model_class()
     if shape.arch == "fpt2":
-        from transformers import GPT2Config, GPT2LMHeadModel
-
-        from modeling.modeling_fpt2 import FPT2Config, FPT2LMHeadModel
-
         kw = dict(
             n_layer=shape.layers or 12,
             n_head=shape.heads or 12,
@@ -97,29 +133,23 @@ def build_models(shape: Shape, which: str = "both", seed: int = 0):
             vocab_size=shape.vocab or 50257,
             n_positions=max(1024, shape.seq),
         )
-        circuit_cls, circuit_cfg = FPT2LMHeadModel, FPT2Config(**kw)
-        plain_cls, plain_cfg = GPT2LMHeadModel, GPT2Config(**kw)
-    elif shape.arch == "fllama":
-        from transformers import LlamaConfig, LlamaForCausalLM
-
-        from modeling.modeling_fllama import FLlamaConfig, FLlamaForCausalLM
-
-        hidden, heads = shape.hidden or 576, shape.heads or 9
+        plain_cls, plain_cfg = transformers.GPT2LMHeadModel, transformers.GPT2Config(**kw)
+    else:
+        a = ARCH_SHAPES[shape.arch]
+        hidden, heads = shape.hidden or a.hidden, shape.heads or a.heads
         kw = dict(
-            num_hidden_layers=shape.layers or 30,
+            num_hidden_layers=shape.layers or a.layers,
             hidden_size=hidden,
             num_attention_heads=heads,
-            num_key_value_heads=max(1, heads // 3),
-            head_dim=hidden // heads,
-            intermediate_size=hidden * 8 // 3,
-            vocab_size=shape.vocab or 49152,
-            tie_word_embeddings=True,
+            intermediate_size=a.intermediate * hidden // a.hidden,
+            vocab_size=shape.vocab or a.vocab,
             max_position_embeddings=max(2048, shape.seq),
+            **dict(a.extra),
         )
-        circuit_cls, circuit_cfg = FLlamaForCausalLM, FLlamaConfig(**kw)
-        plain_cls, plain_cfg = LlamaForCausalLM, LlamaConfig(**kw)
-    else:
-        raise SystemExit(f"unknown --arch {shape.arch!r} (fpt2 | fllama)")
+        if a.config != "GPTNeoXConfig":
+            kw.update(num_key_value_heads=max(1, heads // a.kv_div), head_dim=hidden // heads)
+        plain_cls, plain_cfg = getattr(transformers, a.model), getattr(transformers, a.config)(**kw)
+    circuit_cfg = circuit_cls.config_class(**kw)
     plain_cfg.use_cache = False
     device, dtype = torch.device(shape.device), torch_dtype(shape.dtype)
     circuit = plain = None
@@ -132,9 +162,13 @@ def build_models(shape: Shape, which: str = "both", seed: int = 0):
             for lam in circuit.circuit_masks.lambdas():
                 lam.fill_(0.1)  # nonzero λ: the penalty and its gradient are live
     if which in ("both", "plain"):
-        plain = plain_cls._from_config(plain_cfg, attn_implementation="sdpa").to(device=device, dtype=dtype)
+        attn = "eager" if shape.arch == "fgemma2" else "sdpa"  # transformers' Gemma-2 has no SDPA (soft-capping)
+        plain = plain_cls._from_config(plain_cfg, attn_implementation=attn).to(device=device, dtype=dtype)
         if circuit is not None:
-            missing, unexpected = plain.load_state_dict(circuit.state_dict(), strict=False)
+            state = circuit.state_dict()
+            if shape.arch == "fgpt_neox":  # transformers renames Pythia's embed_out when it loads a checkpoint
+                state["lm_head.weight"] = state.pop("embed_out.weight")
+            missing, unexpected = plain.load_state_dict(state, strict=False)
             unexpected = [k for k in unexpected if "circuit_masks" not in k]
             if missing or unexpected:
                 raise RuntimeError(f"weights do not map onto the HF model: {missing[:3]} {unexpected[:3]}")
@@ -424,13 +458,13 @@ def run_steps(bench: Bench, steps: int) -> dict:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--arch", default="fpt2", choices=["fpt2", "fllama"])
+    ap.add_argument("--arch", default="fpt2", choices=["fpt2", *ARCH_SHAPES], help="fllama: the SmolLM2-135M shape; see ArchShape")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=64)
-    ap.add_argument("--layers", type=int, default=None, help="default: 12 (fpt2) / 30 (fllama)")
-    ap.add_argument("--hidden", type=int, default=None, help="default: 768 / 576 (small shapes for scaling runs)")
-    ap.add_argument("--heads", type=int, default=None, help="default: 12 / 9 (fllama: KV heads = heads // 3)")
-    ap.add_argument("--vocab", type=int, default=None, help="default: 50257 / 49152")
+    ap.add_argument("--layers", type=int, default=None, help="default: the arch's (12; fllama 30)")
+    ap.add_argument("--hidden", type=int, default=None, help="default: 768 (fllama 576); small shapes for scaling runs")
+    ap.add_argument("--heads", type=int, default=None, help="default: 12 (fllama 9); KV heads keep the arch's ratio")
+    ap.add_argument("--vocab", type=int, default=None, help="default: 50257 (fpt2), 49152 (fllama), 50304")
     ap.add_argument("--device", default="cpu", help="cpu | cuda[:N]")
     ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--repeats", type=int, default=5, help="timed rounds after the warm-up rounds (median reported); 0: profile/memory only")

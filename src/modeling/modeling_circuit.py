@@ -16,6 +16,11 @@ are:
   saying what `attend` and `feed_forward` compute (`PreNormLayer`: Llama's block);
 - its base model: `CircuitDecoder` (embeddings, layers, final norm; `RotaryDecoder`
   for Llama's layout) and its LM head: `CircuitForCausalLM`.
+
+Adding a family: a Llama variant names its transformers classes (modeling_fqwen2.py);
+another layout writes its attention's four weight accessors and its layer
+(modeling_fgpt_neox.py). Then one line in `edge_pruning.architectures.ARCHITECTURES`
+and one `Case` in tests/test_conformance.py.
 """
 
 from __future__ import annotations
