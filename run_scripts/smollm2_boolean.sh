@@ -18,7 +18,7 @@ for MODE in ip fs; do
     --edge_learning_rate 0.8 --node_learning_rate 0.8 --reg_edge_learning_rate 0.4 --reg_node_learning_rate 0.4 \
     --max_steps "$STEPS" --warmup_steps 2 --num_sparsity_warmup_steps "$((STEPS * 9 / 10))" \
     --target_edge_sparsity "${EDGE_TARGET:-1.2}" --target_node_sparsity 0.7 --with_embedding_nodes --disable_node_loss \
-    --max_eval_samples "$N_EVAL" --output_dir "$OUT/smollm2-boolean-$MODE" --save_steps 100 --logging_steps 1 \
+    --max_eval_samples "$N_EVAL" --per_device_eval_batch_size 16 --output_dir "$OUT/smollm2-boolean-$MODE" --save_steps 100 --logging_steps 1 \
     --report_to none --seed 42
   "$PY" "$ROOT/src/modeling/vis_fllama.py" -i "$OUT/smollm2-boolean-$MODE"
 done

@@ -92,8 +92,7 @@ def run_cli(main: Callable[[list[str]], object], argv: list[str] | None = None) 
     from .pruning import NonFiniteLossError
 
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
-    debug = "--debug" in argv
-    argv = [a for a in argv if a != "--debug"]
+    argv, debug = _take_debug_flag(argv)
     status = None
     with _argparse_raises():
         try:
@@ -113,6 +112,20 @@ def run_cli(main: Callable[[list[str]], object], argv: list[str] | None = None) 
     sys.stdout.flush()
     print(f"error: {message}", file=sys.stderr)
     sys.exit(status)
+
+
+# transformers' own `--debug OPTION` (TrainingArguments.debug) is left to it.
+_HF_DEBUG_OPTIONS = {"underflow_overflow", "tpu_metrics_debug"}
+
+
+def _take_debug_flag(argv: list[str]) -> tuple[list[str], bool]:
+    out, debug = [], False
+    for i, arg in enumerate(argv):
+        if arg == "--debug" and not (i + 1 < len(argv) and argv[i + 1] in _HF_DEBUG_OPTIONS):
+            debug = True
+        else:
+            out.append(arg)
+    return out, debug
 
 
 # ----------------------------------------------------------------------------- loading
