@@ -1,22 +1,18 @@
-"""Architecture registry (which circuit-model class serves which `--arch`), and the
+"""Which circuit-model class serves which `--arch` (over `architectures.ARCHITECTURES`), and the
 checks that turn a missing, damaged or foreign checkpoint into a clear error before
 any loader sees it."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from pathlib import Path
 
-ARCHITECTURES: dict[str, tuple[str, str]] = {
-    "fpt2": ("modeling.modeling_fpt2", "FPT2LMHeadModel"),
-    "fllama": ("modeling.modeling_fllama", "FLlamaForCausalLM"),
-    "erazr": ("modeling.modeling_erazr", "ErazrModel"),
-}
+from .architectures import ARCHITECTURES
+from .architectures import MODEL_TYPES as _MODEL_TYPES
 
-# model_type in a checkpoint's config -> architecture
-MODEL_TYPES = {"gpt2": "fpt2", "fpt2": "fpt2", "llama": "fllama", "fllama": "fllama", "erazr": "erazr"}
+# model_type in a checkpoint's config -> architecture name (`--arch`)
+MODEL_TYPES = {t: a.name for t, a in _MODEL_TYPES.items()}
 
 
 class CheckpointError(ValueError):
@@ -30,8 +26,7 @@ class CheckpointError(ValueError):
 def model_class(arch: str):
     if arch not in ARCHITECTURES:
         raise KeyError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
-    module, name = ARCHITECTURES[arch]
-    return getattr(importlib.import_module(module), name)
+    return ARCHITECTURES[arch].model_class()
 
 
 def looks_local(path: str | os.PathLike) -> bool:
