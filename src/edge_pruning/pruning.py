@@ -544,16 +544,22 @@ def flush_denormals_in_all_threads() -> bool:
 
 
 def _torch_libgomp():
-    """The libgomp torch's intra-op threads come from (already loaded), or None."""
+    """The OpenMP runtime torch's intra-op threads come from, if it is already loaded in
+    this process (libgomp, or libiomp's GOMP-compatible entry points), else None: never
+    a second runtime with a pool of its own."""
     import ctypes
 
     if "OpenMP" not in torch.__config__.parallel_info():
         return None
-    lib_dir = Path(torch.__file__).parent / "lib"
-    for candidate in [*sorted(lib_dir.glob("libgomp*.so*")), "libgomp.so.1"]:
+    try:
+        maps = Path("/proc/self/maps").read_text().splitlines()
+    except OSError:
+        return None
+    loaded = sorted({line.split()[-1] for line in maps if "/lib" in line and ("libgomp" in line or "libiomp" in line)})
+    for path in loaded:
         try:
-            lib = ctypes.CDLL(str(candidate))
-            lib.GOMP_parallel  # noqa: B018 - the symbol must exist
+            lib = ctypes.CDLL(path)
+            lib.GOMP_parallel  # noqa: B018 - the entry point must exist
             return lib
         except (OSError, AttributeError):
             continue
