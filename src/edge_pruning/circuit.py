@@ -79,6 +79,22 @@ class CircuitMasks(nn.Module):
             init.zeros_(lam)
 
     @property
+    def mask_rule(self) -> l0.MaskRule:
+        return self._mask_rule
+
+    @mask_rule.setter
+    def mask_rule(self, value: l0.MaskRule | str) -> None:
+        self._mask_rule = l0.MaskRule(value)  # a string names one, anything else is an error
+
+    @property
+    def sparsity_penalty(self) -> SparsityPenalty:
+        return self._sparsity_penalty
+
+    @sparsity_penalty.setter
+    def sparsity_penalty(self, value: SparsityPenalty | str) -> None:
+        self._sparsity_penalty = SparsityPenalty(value)
+
+    @property
     def edge_valid(self) -> torch.Tensor:
         """Which (reader, writer) entries are edges, on the masks' device.
 
@@ -231,7 +247,7 @@ class CircuitModelMixin:
                     f"{os.fspath(pretrained_model_name_or_path)}: mask parameter {unmapped[0]!r} is not one this model can map"
                 )
             # Initialise the mask parameters the checkpoint lacks, whatever the loader did.
-            for key in info["missing_keys"]:
+            for key in sorted(info["missing_keys"]):  # a fixed order: the draws follow the seed
                 if ".circuit_masks." not in f".{key}":
                     continue
                 param = model.get_parameter(key)
