@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from edge_pruning.tasks import CustomTask, Encoded, GreaterThanTask, IOITask, TaskDataError, collate
+from edge_pruning.tasks import Batch, CustomTask, Encoded, GreaterThanTask, IOITask, TaskDataError, collate
 
 
 class CharTokenizer:
@@ -106,7 +106,28 @@ def test_collate_pads_right_and_marks_positions():
     a = Encoded([1, 2, 3], [4, 5, 6], [2], [7], 8)
     b = Encoded([1, 2, 3, 4, 5], [4, 5, 6, 7, 8], [3, 4], [7, 9], 8)
     batch = collate([a, b], pad_id=0)
-    assert batch["input_ids"].tolist() == [[1, 2, 3, 0, 0], [1, 2, 3, 4, 5]]
-    assert batch["attention_mask"].tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
-    assert batch["positions"].tolist() == [[2, -1], [3, 4]]
-    assert batch["position_valid"].tolist() == [[True, False], [True, True]]
+    assert batch.input_ids.tolist() == [[1, 2, 3, 0, 0], [1, 2, 3, 4, 5]]
+    assert batch.attention_mask.tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
+    assert batch.positions.tolist() == [[2, -1], [3, 4]]
+    assert batch.position_valid.tolist() == [[True, False], [True, True]]
+
+
+def test_batch_is_a_typed_record_read_as_a_mapping_at_the_boundaries():
+    """The HF Trainer moves dicts and `evaluation.to_device` rebuilds them: a Batch reads
+    by name, turns into a dict and back, and a task's metrics are the same from either."""
+    task = GreaterThanTask()
+    (enc,) = task.encode_rows([GT_ROW], CharTokenizer(two_digit=True))
+    batch = collate([enc, enc], 0)
+    assert list(batch) == ["input_ids", "corr_input_ids", "attention_mask", "positions", "targets", "distractor",
+                           "position_valid", "start_yy", "year_tokens"]  # fmt: skip
+    assert batch["start_yy"] is batch.start_yy and batch.start_yy.tolist() == [32, 32]
+    as_dict = batch.as_dict()
+    again = Batch.of(as_dict)
+    assert Batch.of(batch) is batch and all(torch.equal(again[k], v) for k, v in as_dict.items())
+    logits = torch.randn(2, 1, 1200)
+    for key, value in task.metrics(logits, logits.flip(0), batch).items():
+        assert torch.equal(value, task.metrics(logits, logits.flip(0), as_dict)[key]), key
+    choice = collate([Encoded([1, 2], [3, 4], [1], [5], 6)], 0)
+    assert "start_yy" not in choice and len(choice) == 7 and choice.year_tokens is None
+    with pytest.raises(KeyError):
+        choice["year_tokens"]

@@ -16,16 +16,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence, TypeVar
 
+from .paths import DATASETS_DIR, HELPERS_DIR, REPO_ROOT  # noqa: F401 - the generators import the folders from here
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 T = TypeVar("T")
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-HELPERS_DIR = REPO_ROOT / "data" / "helper_files"
-"""Seed files (names, places, templates) the generators draw from."""
-DATASETS_DIR = REPO_ROOT / "data" / "datasets"
-"""Where the generators write by default (and where the tasks load from)."""
 
 
 def generator_parser(doc: str) -> argparse.ArgumentParser:

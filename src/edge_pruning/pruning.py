@@ -754,7 +754,7 @@ def train_masks(
         args=targs,
         train_dataset=EncodedDataset(train),
         eval_dataset=EncodedDataset(evals) if evaluating else None,
-        data_collator=lambda examples: collate(examples, pad_id),
+        data_collator=lambda examples: collate(examples, pad_id).as_dict(),  # the Trainer moves dicts
         task=task,
         pruning_args=pargs,
         mean_states=mean_states,
