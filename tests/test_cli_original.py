@@ -5,6 +5,7 @@ its evaluation and circuit-export flags, its defaults, and what its pruning flag
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import runpy
@@ -317,6 +318,17 @@ def test_aliases_and_renamed_flags():
     assert pargs.ablation == "zero" and str(targs.eval_strategy.value) == "steps" and targs.eval_steps == 5
     with pytest.raises(ValueError, match="zero_ablation"):
         parse_args(["--output_dir", "x", "--zero_ablation", "--ablation", "mean"])
+
+
+def test_ablation_and_penalty_are_validated_once_into_enums():
+    from edge_pruning.ablation import Ablation
+    from edge_pruning.circuit import SparsityPenalty
+
+    pargs, _ = parse_args(["--output_dir", "x", "--ablation", "mean", "--sparsity_penalty", "expected"])
+    assert pargs.ablation is Ablation.MEAN and pargs.sparsity_penalty is SparsityPenalty.EXPECTED
+    assert f"{pargs.ablation}" == "mean" and json.loads(json.dumps(dataclasses.asdict(pargs)))["ablation"] == "mean"
+    with pytest.raises(ValueError, match="--ablation must be interchange, zero or mean, got 'resample'"):
+        parse_args(["--output_dir", "x", "--ablation", "resample"])
 
 
 class Capture(TrainerCallback):

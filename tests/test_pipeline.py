@@ -245,3 +245,26 @@ def test_compare_methods_end_to_end(tiny_gpt2, tmp_path):
     assert full and all(abs(p["kl"]) < 1e-5 for p in full)
     for name in ("faithfulness.csv", "faithfulness.png", "circuit_eap.json", f"circuit_edge-pruning_{run.name}.json"):
         assert (out / name).exists(), name
+
+
+def test_run_settings_are_restored(tiny_gpt2, tmp_path):
+    """Log handlers, levels, denormal flushing and the thread count hold for the run only."""
+    import logging
+
+    from transformers import TrainerCallback
+
+    from edge_pruning.pruning import prune_main, runtime
+
+    class During(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            self.handlers = len(logging.getLogger("edge_pruning").handlers)
+            self.flushed = runtime._denormals_flushed
+
+    loggers = [logging.getLogger(name) for name in runtime.RUN_LOGGERS]
+    before = [(list(log.handlers), log.level) for log in loggers]
+    threads = torch.get_num_threads()
+    during = During()
+    prune_main("fpt2", "ioi", list(map(str, prune_args(tiny_gpt2, tmp_path / "run", steps=2))), callbacks=[during])
+    assert during.handlers == len(before[0][0]) + 2 and during.flushed
+    assert [(list(log.handlers), log.level) for log in loggers] == before
+    assert torch.get_num_threads() == threads and not runtime._denormals_flushed

@@ -1,11 +1,37 @@
-"""Mean ablation: removed edges carry each writer's mean output instead of a
-corrupted one (an extension; the paper used interchange and zero ablation)."""
+"""What a removed edge carries (the ablation), and mean ablation's writer means (an
+extension; the paper used interchange and zero ablation)."""
 
 from __future__ import annotations
+
+from enum import Enum
 
 import torch
 
 from .tasks import Encoded, collate
+
+
+class Ablation(str, Enum):
+    """A removed edge carries the writer's output on the corrupted input (interchange),
+    nothing (zero) or the writer's mean output (mean). A str, so that it compares with
+    and serialises as its name."""
+
+    INTERCHANGE = "interchange"
+    ZERO = "zero"
+    MEAN = "mean"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def parse(cls, name: str) -> Ablation:
+        """The ablation called `name`, or the error naming the flag."""
+        try:
+            return cls(name)
+        except ValueError:
+            raise ValueError(f"--ablation must be interchange, zero or mean, got {name!r}") from None
+
+
+ABLATION_NAMES = [a.value for a in Ablation]
 
 
 @torch.no_grad()
@@ -15,9 +41,9 @@ def mean_writer_states(model, examples: list[Encoded], pad_id: int, batch_size: 
     device = next(model.parameters()).device
     total, count = None, 0
     for start in range(0, len(examples), batch_size):
-        batch = collate(examples[start : start + batch_size], pad_id)
-        mask = batch["attention_mask"].to(device)
-        states = model(batch["input_ids"].to(device), attention_mask=mask, output_writer_states=True).writer_states
+        batch = collate(examples[start : start + batch_size], pad_id).to(device)
+        mask = batch.attention_mask
+        states = model(batch.input_ids, attention_mask=mask, output_writer_states=True).writer_states
         summed = (states.float() * mask[None, :, :, None]).sum((1, 2))
         total = summed if total is None else total + summed
         count += int(mask.sum())

@@ -1,6 +1,7 @@
 """Command lines: the shared error wrapper of every entry point (`run_cli`), and the
 evaluation and circuit-export scripts (`src/eval/*.py`, `src/modeling/vis_*.py`); the
-pruning scripts parse their flags in `pruning.parse_args`.
+pruning scripts parse their flags in `pruning.parse_args`. What they load, they load
+through `models`.
 
 Flags are the original scripts' (short and long forms), with ours kept as aliases
 where they do not clash.
@@ -10,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
-import os
 import pickle
 import sys
 import traceback
@@ -20,27 +19,16 @@ from typing import Callable
 
 import torch
 
-from .circuit import load_edges_json, save_edges_json
-from .models import CheckpointError, arch_of_checkpoint, check_checkpoint, load_model, looks_local, read_config_dict
-
-logger = logging.getLogger("edge_pruning")
+from .ablation import ABLATION_NAMES, Ablation, mean_writer_states
+from .circuit import save_edges_json
+from .errors import NonFiniteLossError, UsageError, UserError, one_line
+from .evaluation import evaluate_circuit, set_thresholds_for_sparsity
+from .models import load_circuit_model, load_edges_file, load_tokenizer, set_mask_rule
+from .tasks import encode_split, get_task, pad_token_id
 
 # Exit status of a user error (as argparse uses), and of a run stopped by a non-finite loss.
 USER_ERROR_STATUS = 2
 RUN_FAILED_STATUS = 1
-
-
-class UserError(ValueError):
-    """Something the user can fix: `what` went wrong, `where` (a file, flag or step)."""
-
-    def __init__(self, what: str, where: str | os.PathLike | None = None) -> None:
-        self.what = what
-        self.where = None if where is None else os.fspath(where)
-        super().__init__(what if where is None else f"{what}, {self.where}")
-
-
-class UsageError(UserError):
-    """A command line argparse rejects."""
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
@@ -52,16 +40,6 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     except ImportError:  # older safetensors
         pass
     return tuple(types)
-
-
-def one_line(error: BaseException) -> str:
-    text = str(error)
-    if isinstance(error, KeyError) and error.args:
-        text = str(error.args[0])
-    elif isinstance(error, OSError) and error.filename and error.strerror:
-        text = f"{error.strerror.lower()}, {error.filename}"  # what, then where
-    text = " ".join(text.split())
-    return text or type(error).__name__
 
 
 def _argparse_error(self: argparse.ArgumentParser, message: str):
@@ -89,8 +67,6 @@ def run_cli(main: Callable[[list[str]], object], argv: list[str] | None = None) 
     damaged checkpoint, wrong architecture, unknown edge) becomes one line
     `error: <what>, <where>` on stderr and exit status 2; a run stopped by a non-finite
     loss exits with 1. `--debug` anywhere on the command line shows the traceback."""
-    from .pruning import NonFiniteLossError
-
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     argv, debug = _take_debug_flag(argv)
     status = None
@@ -128,73 +104,13 @@ def _take_debug_flag(argv: list[str]) -> tuple[list[str], bool]:
     return out, debug
 
 
-# ----------------------------------------------------------------------------- loading
-
-
-def load_circuit_model(
-    path: str, with_embedding_nodes: bool, arch: str | None = None, device: str = "cpu", dtype=None
-):
-    """A circuit model from a pruned checkpoint or a plain one of the architecture.
-
-    A pruned checkpoint records `with_embedding_nodes` in its config; `-w` matters
-    only for a plain checkpoint (which then starts with every mask on).
-    """
-    check_checkpoint(path)
-    arch = arch or arch_of_checkpoint(path)
-    config = read_config_dict(path)
-    kwargs = {}
-    if "with_embedding_nodes" in config:
-        if with_embedding_nodes and not config["with_embedding_nodes"]:
-            logger.warning(f"{path} was pruned without embedding nodes; ignoring -w")
-    else:
-        kwargs["with_embedding_nodes"] = with_embedding_nodes
-    model = load_model(arch, path, **kwargs)
-    if dtype is not None and dtype != torch.float32:
-        model.to(dtype)
-        model.circuit_masks.float()  # masks stay fp32, as in pruning
-    return model.to(device).eval()
-
-
-def load_edges_file(model, path: str) -> None:
-    """`model.load_edges(path)`, with a missing or damaged file or an edge the model
-    does not have reported by name."""
-    if not Path(path).is_file():
-        raise UserError("edges file not found", path)
-    try:
-        edges = load_edges_json(path)
-    except (ValueError, TypeError) as e:
-        raise UserError(f"damaged edges file ({one_line(e)})", path) from e
-    try:
-        model.load_edges([tuple(e) for e in edges])
-    except (KeyError, ValueError, TypeError) as e:
-        raise UserError(f"edge not in this model: {one_line(e)}", path) from e
-
-
-def load_tokenizer(*candidates: str | None):
-    """The tokenizer of the first candidate that has one."""
-    from transformers import AutoTokenizer
-
-    tried = [c for c in candidates if c]
-    for i, name in enumerate(tried):
-        local = looks_local(name)
-        if local and not any(Path(name).glob("tokenizer*")) and i + 1 < len(tried):
-            continue
-        if local and not Path(name).exists():
-            raise UserError("tokenizer directory not found", name)
-        return AutoTokenizer.from_pretrained(name)
-    raise UserError("no tokenizer given")
+# ----------------------------------------------------------------------------- flags
 
 
 def add_mask_rule_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mask-rule", dest="mask_rule", choices=["original", "global"], default="original",
                    help="deterministic masks and threshold search: the original's per-tensor top-k and bisection, "
                    "or ours (one global top-k; any requested sparsity hit to one edge)")
-
-
-def set_mask_rule(model, rule: str) -> None:
-    from . import l0
-
-    model.circuit_masks.mask_rule = l0.MaskRule(rule)
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -233,7 +149,7 @@ def eval_parser(description: str, boolean: bool = False, task: str | None = None
                    help="results JSON (default: <model>/eval_<task>_<split>.json)")
     p.add_argument("-D", "--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--tokenizer", default=None, help="default: the checkpoint's tokenizer")
-    p.add_argument("--ablation", default="interchange", choices=["interchange", "zero", "mean"])
+    p.add_argument("--ablation", default="interchange", choices=ABLATION_NAMES)
     p.add_argument("--max-seq-length", dest="max_seq_length", type=int, default=512)
     add_mask_rule_flag(p)
     if boolean:
@@ -250,13 +166,9 @@ def eval_parser(description: str, boolean: bool = False, task: str | None = None
 def eval_main(task_name: str | None, argv: list[str] | None = None, description: str = "Evaluate a circuit"):
     """Entry point of every `src/eval/<task>.py` script. Without a task name, the
     Boolean-expressions evaluation: `-M instruction|fewshot` picks the prompt format."""
-    from .ablation import mean_writer_states
-    from .evaluation import evaluate_circuit
-    from .pruning import encode_split, pad_token_id
-    from .tasks import get_task
-
     boolean = task_name is None
     args = eval_parser(description, boolean=boolean, task=task_name).parse_args(argv)
+    args.ablation = Ablation(args.ablation)
     if args.out == "None":
         args.out = None
     if boolean:
@@ -275,7 +187,9 @@ def eval_main(task_name: str | None, argv: list[str] | None = None, description:
     examples = examples[args.skip :]
     if not examples:
         raise UserError(f"no examples left after skipping {args.skip}", f"split {args.split}")
-    mean_states = mean_writer_states(model, examples, pad_id, args.batch_size) if args.ablation == "mean" else None
+    mean_states = None
+    if args.ablation is Ablation.MEAN:
+        mean_states = mean_writer_states(model, examples, pad_id, args.batch_size)
     if args.edges:
         load_edges_file(model, args.edges)
     result = evaluate_circuit(
@@ -307,8 +221,6 @@ def vis_main(argv: list[str] | None = None, arch: str | None = None):
     """`vis_*.py -i checkpoint [-w] [-e S] [-n S]`: binarise at the model's sparsity (or at
     -e/-n), write edges.json. `-m1 A` alone: A's circuit; `-m1 A -m2 B -o out.json`: the
     edges the circuits of A and B share."""
-    from .evaluation import set_thresholds_for_sparsity
-
     p = argparse.ArgumentParser(description="Export a pruned checkpoint's circuit as edges.json, or intersect two")
     p.add_argument("-i", "--in_path", "--in-path", dest="in_path", help="pruned checkpoint directory")
     p.add_argument("-m1", "--model1", help="a checkpoint (alone: as -i), or the first of an intersection")

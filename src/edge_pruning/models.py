@@ -1,26 +1,28 @@
-"""Which circuit-model class serves which `--arch` (over `architectures.ARCHITECTURES`), and the
-checks that turn a missing, damaged or foreign checkpoint into a clear error before
-any loader sees it."""
+"""Loading what a run needs: which circuit-model class serves which `--arch` (over
+`architectures.ARCHITECTURES`), the checks that turn a missing, damaged or foreign
+checkpoint into a clear error before any loader sees it, and the loaders of circuit
+models, Tracr models, tokenizers and edges files."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import pickle
 from pathlib import Path
 
+import torch
+
+from . import l0
 from .architectures import ARCHITECTURES
 from .architectures import MODEL_TYPES as _MODEL_TYPES
+from .circuit import load_edges_json
+from .errors import CheckpointError, UserError, one_line
+
+logger = logging.getLogger("edge_pruning")
 
 # model_type in a checkpoint's config -> architecture name (`--arch`)
 MODEL_TYPES = {t: a.name for t, a in _MODEL_TYPES.items()}
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used: `what` went wrong, `where` (a path)."""
-
-    def __init__(self, what: str, where: str | os.PathLike) -> None:
-        self.what, self.where = what, os.fspath(where)
-        super().__init__(f"{what}, {self.where}")
 
 
 def model_class(arch: str):
@@ -112,3 +114,78 @@ def load_model(arch: str, path: str, **kwargs):
     if looks_local(path) or Path(path, "config.json").exists():
         check_architecture(path, arch)
     return model_class(arch).from_pretrained(path, **kwargs)
+
+
+def load_circuit_model(
+    path: str, with_embedding_nodes: bool, arch: str | None = None, device: str = "cpu", dtype=None
+):
+    """A circuit model from a pruned checkpoint or a plain one of the architecture.
+
+    A pruned checkpoint records `with_embedding_nodes` in its config; `-w` matters
+    only for a plain checkpoint (which then starts with every mask on).
+    """
+    check_checkpoint(path)
+    arch = arch or arch_of_checkpoint(path)
+    config = read_config_dict(path)
+    kwargs = {}
+    if "with_embedding_nodes" in config:
+        if with_embedding_nodes and not config["with_embedding_nodes"]:
+            logger.warning(f"{path} was pruned without embedding nodes; ignoring -w")
+    else:
+        kwargs["with_embedding_nodes"] = with_embedding_nodes
+    model = load_model(arch, path, **kwargs)
+    if dtype is not None and dtype != torch.float32:
+        model.to(dtype)
+        model.circuit_masks.float()  # masks stay fp32, as in pruning
+    return model.to(device).eval()
+
+
+def load_tracr_model(path: str | os.PathLike):
+    """A `tracrx` export (*.pkl) or a saved ErazrModel checkpoint."""
+    from modeling.modeling_erazr import ErazrModel
+
+    if str(path).endswith(".pkl"):
+        if not Path(path).is_file():
+            raise CheckpointError("Tracr model file not found", path)
+        try:
+            return ErazrModel.from_tracr(path)
+        except (pickle.UnpicklingError, EOFError, KeyError, TypeError, AttributeError, ValueError) as e:
+            raise CheckpointError(f"damaged or foreign Tracr model file ({type(e).__name__}: {e})", path) from e
+    check_checkpoint(path)
+    check_architecture(str(path), "erazr")
+    return ErazrModel.from_pretrained(path, dtype=torch.float32)
+
+
+def load_edges_file(model, path: str) -> None:
+    """`model.load_edges(path)`, with a missing or damaged file or an edge the model
+    does not have reported by name."""
+    if not Path(path).is_file():
+        raise UserError("edges file not found", path)
+    try:
+        edges = load_edges_json(path)
+    except (ValueError, TypeError) as e:
+        raise UserError(f"damaged edges file ({one_line(e)})", path) from e
+    try:
+        model.load_edges([tuple(e) for e in edges])
+    except (KeyError, ValueError, TypeError) as e:
+        raise UserError(f"edge not in this model: {one_line(e)}", path) from e
+
+
+def load_tokenizer(*candidates: str | None):
+    """The tokenizer of the first candidate that has one."""
+    from transformers import AutoTokenizer
+
+    tried = [c for c in candidates if c]
+    for i, name in enumerate(tried):
+        local = looks_local(name)
+        if local and not any(Path(name).glob("tokenizer*")) and i + 1 < len(tried):
+            continue
+        if local and not Path(name).exists():
+            raise UserError("tokenizer directory not found", name)
+        return AutoTokenizer.from_pretrained(name)
+    raise UserError("no tokenizer given")
+
+
+def set_mask_rule(model, rule: str) -> None:
+    """The rule of deterministic masks and threshold search: `l0.MaskRule` by name."""
+    model.circuit_masks.mask_rule = l0.MaskRule(rule)

@@ -2,7 +2,7 @@
 
 `prune_main` loads a Hugging Face checkpoint, a tokenizer and HF/custom datasets;
 a Tracr model is a `tracrx` pickle with its own vocabulary and JSONL splits. This
-module swaps only those inputs and otherwise uses the pieces of `pruning.py` and
+module swaps only those inputs and otherwise uses the `pruning` package and
 `evaluation.py` (flags, Trainer, optimizer, logging, checkpoints, evaluation). The
 circuit is read off the trained masks as the original Tracr scripts did (see
 `tracr_circuit_edges`), evaluated on every input and compared with the task's
@@ -18,27 +18,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import set_seed
+from transformers import TrainingArguments, set_seed
 
 from . import l0
+from .ablation import Ablation
 from .circuit import save_edges_json
 from .evaluation import CircuitEvaluation, evaluate_circuit
-from .pruning import (
-    check_seq_length,
-    flush_denormals_on_cpu,
-    original_defaults,
-    parse_args,
-    prepare_masks,
-    setup_logging,
-    train_masks,
-)
-from .tasks import REPO_ROOT, Encoded, TaskDataError
-from .tracr_tasks import TracrTask, get_tracr_task
+from .models import load_tracr_model
+from .paths import RUNS_DIR
+from .pruning import PruningArguments, original_defaults, parse_args, prepare_masks, run_settings, train_masks
+from .tasks import TracrTask, check_seq_length, encode_tracr_split, get_tracr_task
 
 logger = logging.getLogger("edge_pruning")
 
@@ -49,29 +42,9 @@ def default_args(task: TracrTask) -> dict:
     return {
         **original_defaults("erazr", task.name),
         "initialize_from": str(task.model_path),
-        "output_dir": str(REPO_ROOT / "data" / "runs" / f"erazr-{task.name}"),
+        "output_dir": str(RUNS_DIR / f"erazr-{task.name}"),
         "ablation": "zero",
     }
-
-
-def load_tracr_model(path: str | os.PathLike):
-    """A `tracrx` export (*.pkl) or a saved ErazrModel checkpoint."""
-    import pickle
-
-    from modeling.modeling_erazr import ErazrModel
-
-    from .models import CheckpointError, check_architecture, check_checkpoint
-
-    if str(path).endswith(".pkl"):
-        if not Path(path).is_file():
-            raise CheckpointError("Tracr model file not found", path)
-        try:
-            return ErazrModel.from_tracr(path)
-        except (pickle.UnpicklingError, EOFError, KeyError, TypeError, AttributeError, ValueError) as e:
-            raise CheckpointError(f"damaged or foreign Tracr model file ({type(e).__name__}: {e})", path) from e
-    check_checkpoint(path)
-    check_architecture(str(path), "erazr")
-    return ErazrModel.from_pretrained(path, dtype=torch.float32)
 
 
 @dataclass
@@ -153,26 +126,21 @@ def tracr_circuit_edges(model) -> list[tuple[str, str]]:
     return graph.edge_list(graph.effective_edges(edges, nodes > ORIGINAL_THRESHOLD))
 
 
-def encode_tracr_split(task: TracrTask, vocab: dict, dataset_path, split: str, limit: int | None) -> list[Encoded]:
-    rows = task.load_split(dataset_path, split)[:limit]
-    if not rows:
-        raise TaskDataError(f"split {split!r} of {dataset_path or task.default_dataset} is empty")
-    return task.encode_rows(rows, vocab)
-
-
 def tracr_prune_main(task_name: str, argv: list[str] | None = None) -> TracrPruningResult:
     """Entry point of `src/prune/erazr_{reverse,xproportion}.py`."""
     task = get_tracr_task(task_name)
     pargs, targs = parse_args(argv, default_args(task))
-    if pargs.ablation == "interchange":
+    if pargs.ablation is Ablation.INTERCHANGE:
         raise ValueError("--ablation interchange needs corrupted inputs, which the Tracr tasks lack; use zero or mean")
+    # Tracr's matrices are tiny: intra-op threads only add synchronisation (a step
+    # took 20x longer with 2 threads than with 1 on a busy 2-core machine).
+    with run_settings(Path(targs.output_dir), "prune.log", targs, threads_on_cpu=1):
+        return tracr_prune(task, pargs, targs)
+
+
+def tracr_prune(task: TracrTask, pargs: PruningArguments, targs: TrainingArguments) -> TracrPruningResult:
+    """One Tracr run with parsed flags, inside its process settings (`run_settings`)."""
     output_dir = Path(targs.output_dir)
-    setup_logging(output_dir, "prune.log")
-    flush_denormals_on_cpu(targs)
-    if targs.device.type == "cpu":
-        # Tracr's matrices are tiny: intra-op threads only add synchronisation (a
-        # step took 20x longer with 2 threads than with 1 on a busy 2-core machine).
-        torch.set_num_threads(1)
     set_seed(targs.seed)  # the masks' N(10, 0.01) initialisation is drawn when the model is built
     model = load_tracr_model(pargs.initialize_from)
     model.freeze_model_weights()
@@ -190,7 +158,7 @@ def tracr_prune_main(task_name: str, argv: list[str] | None = None) -> TracrPrun
     result = evaluate_circuit(
         model, task, evals, pargs.eval_split, pargs.eval_batch_size or targs.per_device_eval_batch_size, pad_id,
         ablation=pargs.ablation, mean_states=mean_states, search_thresholds=False,
-    )
+    )  # fmt: skip
     comparison = compare_with_ground_truth(task.name, edges, task.ground_truth_edges())
     if trainer.is_world_process_zero():
         result.to_json(output_dir / "eval_results.json")
