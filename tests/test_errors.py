@@ -220,3 +220,16 @@ def test_non_finite_step_on_the_command_line(capsys, tiny_gpt2, tmp_path):
     assert exited.value.code == 1
     lines = [line for line in err.splitlines() if line.startswith("error: ")]
     assert len(lines) == 1 and "non-finite loss nan at step 3" in lines[0] and "Traceback" not in err
+
+
+def test_module_entry_point_errors_are_one_line(tmp_path):
+    missing = str(tmp_path / "missing")
+    for args, expected in [
+        (["eval", "--task", "ioi", "-m", missing], f"error: checkpoint directory not found, {missing}"),
+        (["prune", "--task", "ioi", "--initialize_from", missing, "--output_dir", str(tmp_path / "o")],
+         f"error: checkpoint directory not found, {missing}"),
+        (["frob"], "error: unknown command 'frob' (choose from prune, eval, vis, draw), edge-pruning"),
+        (["eval", "-m", missing], "error: the following arguments are required: --task, edge-pruning eval"),
+    ]:  # fmt: skip
+        done = subprocess.run([sys.executable, "-m", "edge_pruning", *args], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == expected, done.stderr[-2000:]

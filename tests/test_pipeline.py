@@ -247,6 +247,46 @@ def test_compare_methods_end_to_end(tiny_gpt2, tmp_path):
         assert (out / name).exists(), name
 
 
+def test_one_entry_point_for_every_architecture(tiny_gpt2, tiny_llama, tmp_path):
+    """`python -m edge_pruning prune --task T --initialize_from CKPT` reads the
+    architecture off the checkpoint and runs as the per-architecture script does."""
+    from edge_pruning.__main__ import main
+
+    run_script("src/prune/fpt2_ioi.py", prune_args(tiny_gpt2, tmp_path / "script", steps=2))
+    for model, model_type in ((tiny_gpt2, "fpt2"), (tiny_llama, "fllama")):
+        out = tmp_path / model_type
+        main(["prune", "--task", "ioi", *map(str, prune_args(model, out, steps=2))])
+        assert json.loads((out / "config.json").read_text())["model_type"] == model_type
+    for name in ("log.jsonl", "edges.json", "eval_results.json"):
+        assert (tmp_path / "fpt2" / name).read_text() == (tmp_path / "script" / name).read_text(), name
+    eval_out = tmp_path / "eval.json"
+    main(["eval", "--task", "ioi", "-m", str(tmp_path / "fllama"), "-s", "validation", "-n", "4", "-o", str(eval_out)])
+    assert json.loads(eval_out.read_text())["n_examples"] == 4
+    main(["vis", "-i", str(tmp_path / "fllama"), "-se", "0.5"])
+    assert json.loads((tmp_path / "fllama" / "edges.json").read_text())
+    with pytest.raises(SystemExit) as exited:
+        main(["prune", "--initialize_from", str(tiny_gpt2)])
+    assert exited.value.code == 2
+
+
+def test_ungroup_kv_flag(tiny_llama, tmp_path):
+    """--ungroup_kv reads K and V per query head; a pruned checkpoint keeps its graph."""
+    from edge_pruning.cli import vis_main
+    from edge_pruning.models import load_circuit_model
+    from edge_pruning.pruning import prune_main
+
+    grouped = load_circuit_model(str(tiny_llama), False).circuit_graph.n_edges
+    ungrouped = load_circuit_model(str(tiny_llama), False, ungroup_kv=True).circuit_graph.n_edges
+    assert ungrouped > grouped
+    out = tmp_path / "run"
+    prune_main(None, "ioi", list(map(str, prune_args(tiny_llama, out, steps=2, extra=["--ungroup_kv"]))))
+    assert json.loads((out / "config.json").read_text())["ungroup_kv"] is True
+    assert load_circuit_model(str(out), False).circuit_graph.n_edges == ungrouped
+    plain = tmp_path / "plain.json"
+    vis_main(["-i", str(tiny_llama), "--ungroup_kv", "--no-sanitize", "-o", str(plain)])
+    assert len(json.loads(plain.read_text())) == ungrouped
+
+
 def test_run_settings_are_restored(tiny_gpt2, tmp_path):
     """Log handlers, levels, denormal flushing and the thread count hold for the run only."""
     import logging

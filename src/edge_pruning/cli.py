@@ -113,6 +113,12 @@ def add_mask_rule_flag(p: argparse.ArgumentParser) -> None:
                    "or ours (one global top-k; any requested sparsity hit to one edge)")
 
 
+def add_ungroup_kv_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ungroup_kv", "--ungroup-kv", dest="ungroup_kv", action="store_true",
+                   help="grouped-query attention, plain checkpoints: K and V read per query head "
+                   "(a pruned checkpoint records it)")
+
+
 # ----------------------------------------------------------------------------- evaluation
 
 # The original scripts' batch sizes and example counts (src/eval/*.py).
@@ -152,6 +158,7 @@ def eval_parser(description: str, boolean: bool = False, task: str | None = None
     p.add_argument("--ablation", default="interchange", choices=ABLATION_NAMES)
     p.add_argument("--max-seq-length", dest="max_seq_length", type=int, default=512)
     add_mask_rule_flag(p)
+    add_ungroup_kv_flag(p)
     if boolean:
         p.add_argument("-M", "--mode", choices=["instruction", "fewshot", "zeroshot"], default="instruction")
         p.add_argument("-r", "--reference_model", "--reference-model", dest="reference_model", default=None,
@@ -179,7 +186,8 @@ def eval_main(task_name: str | None, argv: list[str] | None = None, description:
         raise UserError("-n and -k must be >= 0 and -b >= 1", "arguments -n/-k/-b")
     task = get_task(task_name)
     dtype = torch.bfloat16 if getattr(args, "bf16", False) else None
-    model = load_circuit_model(args.model, args.with_embedding_nodes, device=args.device, dtype=dtype)
+    model = load_circuit_model(args.model, args.with_embedding_nodes, device=args.device, dtype=dtype,
+                               ungroup_kv=args.ungroup_kv)  # fmt: skip
     set_mask_rule(model, args.mask_rule)
     tokenizer = load_tokenizer(args.tokenizer, args.model, getattr(args, "reference_model", None))
     pad_id = pad_token_id(tokenizer)
@@ -232,6 +240,7 @@ def vis_main(argv: list[str] | None = None, arch: str | None = None):
     p.add_argument("-n", "-sn", "--node_sparsity", "--node-sparsity", dest="node_sparsity", type=float, default=None)
     p.add_argument("--no-sanitize", action="store_true", help="keep edges not connected to both inputs and output")
     add_mask_rule_flag(p)
+    add_ungroup_kv_flag(p)
     args = p.parse_args(argv)
     for flag in ("out_path", "model2"):
         if getattr(args, flag) == "":  # the original's "not given"
@@ -244,7 +253,7 @@ def vis_main(argv: list[str] | None = None, arch: str | None = None):
         raise UsageError("-o is required for an intersection", "argument -o/--out_path")
 
     def circuit(path: str) -> list[tuple[str, str]]:
-        model = load_circuit_model(path, args.with_embedding_nodes, arch=arch)
+        model = load_circuit_model(path, args.with_embedding_nodes, arch=arch, ungroup_kv=args.ungroup_kv)
         set_mask_rule(model, args.mask_rule)
         edge_sparsity, node_sparsity = set_thresholds_for_sparsity(model, args.edge_sparsity, args.node_sparsity)
         edges = model.get_edges(sanitize=not args.no_sanitize)

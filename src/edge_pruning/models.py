@@ -117,12 +117,14 @@ def load_model(arch: str, path: str, **kwargs):
 
 
 def load_circuit_model(
-    path: str, with_embedding_nodes: bool, arch: str | None = None, device: str = "cpu", dtype=None
-):
+    path: str, with_embedding_nodes: bool, arch: str | None = None, device: str = "cpu", dtype=None,
+    ungroup_kv: bool = False,
+):  # fmt: skip
     """A circuit model from a pruned checkpoint or a plain one of the architecture.
 
-    A pruned checkpoint records `with_embedding_nodes` in its config; `-w` matters
-    only for a plain checkpoint (which then starts with every mask on).
+    A pruned checkpoint records its graph options (`with_embedding_nodes`,
+    `ungroup_kv`) in its config; `-w` and `--ungroup_kv` matter only for a plain
+    checkpoint (which then starts with every mask on).
     """
     check_checkpoint(path)
     arch = arch or arch_of_checkpoint(path)
@@ -131,8 +133,12 @@ def load_circuit_model(
     if "with_embedding_nodes" in config:
         if with_embedding_nodes and not config["with_embedding_nodes"]:
             logger.warning(f"{path} was pruned without embedding nodes; ignoring -w")
+        if ungroup_kv and not config.get("ungroup_kv", False):
+            logger.warning(f"{path} was pruned without --ungroup_kv; ignoring it")
     else:
         kwargs["with_embedding_nodes"] = with_embedding_nodes
+        if ungroup_kv:
+            kwargs["ungroup_kv"] = True
     model = load_model(arch, path, **kwargs)
     if dtype is not None and dtype != torch.float32:
         model.to(dtype)

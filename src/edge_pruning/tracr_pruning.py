@@ -127,7 +127,8 @@ def tracr_circuit_edges(model) -> list[tuple[str, str]]:
 
 
 def tracr_prune_main(task_name: str, argv: list[str] | None = None) -> TracrPruningResult:
-    """Entry point of `src/prune/erazr_{reverse,xproportion}.py`."""
+    """Entry point of `src/prune/erazr_{reverse,xproportion}.py` and of `python -m
+    edge_pruning prune --task reverse|xproportion`."""
     task = get_tracr_task(task_name)
     pargs, targs = parse_args(argv, default_args(task))
     if pargs.ablation is Ablation.INTERCHANGE:

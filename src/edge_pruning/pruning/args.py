@@ -57,6 +57,10 @@ class PruningArguments:
     num_sparsity_warmup_steps: int = 0
     warmup_type: str = field(default="linear", metadata={"help": "linear | logarithmic"})
     with_embedding_nodes: bool = field(default=False, metadata={"help": "model the embeddings as prunable nodes"})
+    ungroup_kv: bool = field(
+        default=False,
+        metadata={"help": "grouped-query attention: K and V read per query head (default: per key/value head)"},
+    )
     disable_linear_reg_term: bool = field(
         default=False,
         metadata={"aliases": ["--disable_linear_regularization_term"], "help": "λ1 stays 0: only λ2 (s - t)^2 remains"},
@@ -99,8 +103,9 @@ _ARCH_MODELS = {"fpt2": "gpt2", "fllama": "meta-llama/Llama-2-7b-hf"}
 _SEQ_LENGTHS = {"boolean_expressions_fs": 72, "reverse": 4, "xproportion": 5}
 
 
-def original_defaults(arch: str, task_name: str) -> dict:
-    """The original script's defaults for this entry point."""
+def original_defaults(arch: str | None, task_name: str) -> dict:
+    """The original script's defaults for this entry point (`arch` None, the
+    architecture read off the checkpoint: `PruningArguments`' default checkpoint)."""
     edge, node = _TASK_TARGETS.get(task_name, (0.97, 0.72))
     out = {"target_edge_sparsity": edge, "target_node_sparsity": node}
     if arch in _ARCH_MODELS:

@@ -17,10 +17,12 @@ def load_for_pruning(arch: str, path: str, pargs: PruningArguments, bf16: bool):
     """A circuit model to prune or to serve as the reference, and the names of the mask
     parameters its checkpoint lacked: fp32 whatever the checkpoint's dtype, so that
     masks start from an fp32 N(10, 0.01); with --bf16 the frozen weights (and so the
-    activations) are bf16, the masks stay fp32."""
+    activations) are bf16, the masks stay fp32. `--ungroup_kv` is passed only when
+    given: an explicit False would override the graph a pruned checkpoint records."""
     model, info = load_model(
         arch, path, with_embedding_nodes=pargs.with_embedding_nodes, dtype=torch.float32,
         ignore_mismatched_sizes=pargs.ignore_mismatched_sizes, output_loading_info=True, **hub_kwargs(pargs),
+        **({"ungroup_kv": True} if pargs.ungroup_kv else {}),
     )  # fmt: skip
     if bf16:
         model.to(torch.bfloat16)

@@ -12,7 +12,7 @@ from transformers import TrainerCallback, TrainingArguments, set_seed
 
 from ..circuit import save_edges_json
 from ..evaluation import CircuitEvaluation, evaluate_circuit
-from ..models import load_tokenizer
+from ..models import arch_of_checkpoint, load_tokenizer
 from ..tasks import check_seq_length, encode_split, get_task, pad_token_id
 from .args import PruningArguments, original_defaults, parse_args
 from .model import load_for_pruning, prepare_masks, same_checkpoint
@@ -23,17 +23,18 @@ logger = logging.getLogger("edge_pruning")
 
 
 def prune_main(
-    arch: str, task_name: str, argv: list[str] | None = None, callbacks: list[TrainerCallback] | None = None
+    arch: str | None, task_name: str, argv: list[str] | None = None, callbacks: list[TrainerCallback] | None = None
 ) -> CircuitEvaluation:
-    """Entry point of every `src/prune/<arch>_<task>.py` script; `callbacks` are added
-    to the Trainer's."""
+    """Entry point of every `src/prune/<arch>_<task>.py` script and of `python -m
+    edge_pruning prune`; `arch` None: the architecture of --initialize_from.
+    `callbacks` are added to the Trainer's."""
     pargs, targs = parse_args(argv, original_defaults(arch, task_name))
     with run_settings(Path(targs.output_dir), "prune.log", targs):
         return prune(arch, task_name, pargs, targs, callbacks)
 
 
 def prune(
-    arch: str,
+    arch: str | None,
     task_name: str,
     pargs: PruningArguments,
     targs: TrainingArguments,
@@ -43,6 +44,7 @@ def prune(
     output_dir = Path(targs.output_dir)
     task = get_task(task_name)
     set_seed(targs.seed)
+    arch = arch or arch_of_checkpoint(pargs.initialize_from)
     model, missing = load_for_pruning(arch, pargs.initialize_from, pargs, targs.bf16)
     prepare_masks(model, pargs, targs.seed, missing)
     reference = None
