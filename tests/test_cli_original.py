@@ -19,30 +19,12 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
+from conftest import ensure_tokenizer
 from edge_pruning.pruning import original_defaults, parse_args, prune_main, pruning_loss
 
 REPO = Path(__file__).resolve().parents[1]
 TOKENIZER_DIR = REPO / "data" / "models" / "smollm2-135m"
 DATASETS = REPO / "data" / "datasets"
-
-
-def ensure_tokenizer() -> None:
-    if not (TOKENIZER_DIR / "tokenizer.json").exists():
-        subprocess.run([sys.executable, "-m", "edge_pruning.smollm2"], check=True)
-
-
-@pytest.fixture(scope="module")
-def tiny_gpt2(tmp_path_factory) -> Path:
-    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
-
-    ensure_tokenizer()
-    tok = AutoTokenizer.from_pretrained(TOKENIZER_DIR)
-    torch.manual_seed(0)
-    cfg = GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=len(tok), n_positions=256, initializer_range=0.2)
-    path = tmp_path_factory.mktemp("tiny_gpt2_orig")
-    GPT2LMHeadModel(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")

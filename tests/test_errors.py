@@ -24,21 +24,6 @@ TOKENIZER_DIR = REPO / "data" / "models" / "smollm2-135m"
 
 
 @pytest.fixture(scope="module")
-def tiny_gpt2(tmp_path_factory) -> Path:
-    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
-
-    if not (TOKENIZER_DIR / "tokenizer.json").exists():
-        subprocess.run([sys.executable, "-m", "edge_pruning.smollm2"], check=True)
-    tok = AutoTokenizer.from_pretrained(TOKENIZER_DIR)
-    torch.manual_seed(0)
-    cfg = GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=len(tok), n_positions=256, initializer_range=0.2)
-    path = tmp_path_factory.mktemp("tiny_gpt2_err")
-    GPT2LMHeadModel(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def damaged(tiny_gpt2, tmp_path_factory) -> Path:
     """A copy of the checkpoint with model.safetensors cut in half."""
     path = tmp_path_factory.mktemp("damaged") / "ckpt"

@@ -20,21 +20,6 @@ REPO = Path(__file__).resolve().parents[1]
 TOKENIZER_DIR = REPO / "data" / "models" / "smollm2-135m"
 
 
-@pytest.fixture(scope="session")
-def tiny_gpt2(tmp_path_factory):
-    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
-
-    if not (TOKENIZER_DIR / "tokenizer.json").exists():
-        subprocess.run([sys.executable, "-m", "edge_pruning.smollm2"], check=True)
-    tok = AutoTokenizer.from_pretrained(TOKENIZER_DIR)
-    torch.manual_seed(0)
-    cfg = GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=len(tok), n_positions=256, initializer_range=0.2)
-    path = tmp_path_factory.mktemp("tiny_gpt2")
-    GPT2LMHeadModel(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
 def run_script(rel_path: str, args: list[str]) -> None:
     """Run a repo script in-process, as `python <script> <args>` would."""
     argv = sys.argv
