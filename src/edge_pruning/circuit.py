@@ -240,7 +240,8 @@ class CircuitModelMixin:
                 for key, value in state.items():
                     getattr(masks, key).copy_(value)
                 info["missing_keys"] = [k for k in info["missing_keys"] if ".circuit_masks." not in f".{k}"]
-                info["unexpected_keys"] = [k for k in info["unexpected_keys"] if k not in set(mask_names)]
+                mapped = set(mask_names)
+                info["unexpected_keys"] = [k for k in info["unexpected_keys"] if k not in mapped]
             unmapped = original.mask_like_names(list(info["unexpected_keys"]))
             if unmapped:
                 raise original.OriginalCheckpointError(

@@ -176,18 +176,19 @@ def evaluate_circuit(
     circuit_metrics = {k: v for k, v in means.items() if not k.startswith("full_")}
     full_metrics = {k[len("full_") :]: v for k, v in means.items() if k.startswith("full_")}
     full_metrics.update(kl=0.0, exact_match=1.0)
-    graph = model.circuit_graph
+    n_total = model.circuit_graph.n_edges
+    n_edges, n_strict = len(model.get_edges()), len(model.get_edges("strict"))
     return CircuitEvaluation(
         task=task.name,
         split=split,
         n_examples=n,
         edge_sparsity=model.get_edge_sparsity(),
         node_sparsity=model.get_node_sparsity(),
-        effective_edge_sparsity=model.get_effective_edge_sparsity(),
-        strict_edge_sparsity=model.get_strict_edge_sparsity(),
-        n_edges=len(model.get_edges()),
-        n_edges_total=graph.n_edges,
-        n_edges_strict=len(model.get_edges("strict")),
+        effective_edge_sparsity=1.0 - n_edges / n_total,
+        strict_edge_sparsity=1.0 - n_strict / n_total,
+        n_edges=n_edges,
+        n_edges_total=n_total,
+        n_edges_strict=n_strict,
         n_edges_sanitized=len(model.get_edges(sanitize=True)),
         mask_rule=model.circuit_masks.mask_rule.value,
         definitions=dict(task.definitions),
