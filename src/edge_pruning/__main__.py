@@ -4,6 +4,11 @@
   python -m edge_pruning eval --task TASK -m CHECKPOINT [flags]
   python -m edge_pruning vis -i CHECKPOINT [flags]
   python -m edge_pruning draw -i EDGES_JSON [flags]
+  python -m edge_pruning view CIRCUIT [CIRCUIT_B] -o circuit.html
+  python -m edge_pruning export-mib CIRCUIT --model PATH -o OUT.json|OUT.pt
+  python -m edge_pruning import-mib FILE --model PATH -o edges.json
+  python -m edge_pruning acdc --task TASK -m CHECKPOINT [flags]
+  python -m edge_pruning probe --config CONFIG.yaml
 
 The architecture is read off the checkpoint's config (`prune --arch` checks it
 instead). `--help` after a subcommand (and, for prune and eval, its task) lists its
@@ -14,10 +19,10 @@ flags: those of `src/prune/*.py`, `src/eval/*.py`, `src/modeling/vis_*.py` and
 from __future__ import annotations
 
 import argparse
+import importlib
 
 from .architectures import ARCHITECTURES
-from .cli import eval_main, run_cli, vis_main
-from .draw import draw_main
+from .cli import eval_main, run_cli
 from .pruning import prune_main
 from .tasks import TASKS, TRACR_TASKS
 from .tracr_pruning import tracr_prune_main
@@ -25,7 +30,18 @@ from .tracr_pruning import tracr_prune_main
 # The Boolean-expressions evaluation picks its prompt format with -M instruction|fewshot.
 BOOLEAN_EVAL = "boolean_expressions"
 EVAL_TASKS = sorted({t for t in TASKS if t not in TRACR_TASKS and not t.startswith(BOOLEAN_EVAL)} | {BOOLEAN_EVAL})
-COMMANDS = ("prune", "eval", "vis", "draw")
+# Subcommands that take their own argv: "module:function" under edge_pruning, imported
+# only when run (so one command's optional dependencies do not load for another).
+STANDALONE_COMMANDS = {
+    "vis": "cli:vis_main",
+    "draw": "draw:draw_main",
+    "view": "viewer:view_main",
+    "export-mib": "mib:export_main",
+    "import-mib": "mib:import_main",
+    "acdc": "acdc:acdc_main",
+    "probe": "probing.run:probe_main",
+}
+COMMANDS = ("prune", "eval", *STANDALONE_COMMANDS)
 HELP_FLAGS = ("-h", "--help")
 
 
@@ -43,10 +59,9 @@ def dispatch(argv: list[str]) -> object:
         argparse.ArgumentParser(prog="edge-pruning").error(
             f"unknown command {command!r} (choose from {', '.join(COMMANDS)})"
         )
-    if command == "vis":
-        return vis_main(rest)
-    if command == "draw":
-        return draw_main(rest)
+    if command in STANDALONE_COMMANDS:
+        module, function = STANDALONE_COMMANDS[command].split(":")
+        return getattr(importlib.import_module(f".{module}", __package__), function)(rest)
     options, rest = _task_options(command, rest)
     if options is None:
         return None
