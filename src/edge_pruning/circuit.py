@@ -42,6 +42,17 @@ class SparsityPenalty(str, Enum):
     EXPECTED = "expected"
 
 
+@dataclass
+class PrefixState:
+    """What a masked forward needs to start at `layer`: the deltas x_w - c_w of the
+    writers before that layer's attention site (p, B, S, D) and the sum of their
+    corrupted outputs (B, S, D), None under zero ablation."""
+
+    layer: int
+    deltas: torch.Tensor
+    corrupted_sum: torch.Tensor | None
+
+
 class CircuitMasks(nn.Module):
     """Hard-concrete masks over the edges and nodes of a `CircuitGraph`."""
 
@@ -62,6 +73,7 @@ class CircuitMasks(nn.Module):
         # Forward-time state, held here so every wrapper of the model shares it.
         self.enabled = True  # False: run as the full model
         self.override: torch.Tensor | None = None  # explicit (readers x writers) masks
+        self.prefix: PrefixState | None = None  # start masked forwards at a layer (ACDC)
         # The (edge, node) masks the last masked forward used, for the sampled penalty.
         self.last_drawn: tuple[torch.Tensor, torch.Tensor] | None = None
         self.reset_parameters()
@@ -292,6 +304,24 @@ class CircuitModelMixin:
         finally:
             masks.override = previous
 
+    @contextlib.contextmanager
+    def resume_from_layer(self, prefix: PrefixState) -> Iterator[None]:
+        """Inside the block, masked forwards skip the layers below `prefix.layer` (the
+        number of layers: all of them) and take the writers before it from `prefix`. Exact while every reader below that
+        layer has the masks `prefix` was computed with (ACDC changes readers from the
+        output down, so the prefix of the reader it tests is the full model's)."""
+        graph = self.circuit_graph
+        site = graph.final_site if prefix.layer == graph.final_site.layer else graph.attn_site(prefix.layer)
+        if prefix.deltas.shape[0] != site.n_writers_before:
+            raise ValueError(f"layer {prefix.layer} has {site.n_writers_before} writers before it, the prefix {prefix.deltas.shape[0]}")
+        masks = self.circuit_masks
+        previous = masks.prefix
+        masks.prefix = prefix
+        try:
+            yield
+        finally:
+            masks.prefix = previous
+
     def effective_masks(self) -> torch.Tensor:
         """Edge masks with the writers' node masks folded in: m_rw * z_w."""
         masks = self.circuit_masks
@@ -314,7 +344,11 @@ class CircuitModelMixin:
             raise ValueError("corr_x was given to the full model (masks disabled); it would be ignored")
         if use_masks:
             masks = self.effective_masks().to(always_on.dtype)
-            return ResidualMixer(self.circuit_graph, always_on, masks, corr_x, mask_grad_deltas=mask_grad_deltas)
+            mixer = ResidualMixer(self.circuit_graph, always_on, masks, corr_x, mask_grad_deltas=mask_grad_deltas)
+            prefix = self.circuit_masks.prefix
+            if prefix is not None:
+                mixer.resume(prefix.layer, prefix.deltas, prefix.corrupted_sum)
+            return mixer
         return ResidualMixer(self.circuit_graph, always_on, keep_writer_states=output_writer_states)
 
     def circuit_output(

@@ -125,12 +125,28 @@ class ResidualMixer:
         need_buffer = edge_masks is not None or keep_writer_states
         self.buffer = always_on.new_empty(shape) if need_buffer else None
         self.residual = always_on
+        self.first_layer = 0  # the layer the model starts at (see `resume`)
         if edge_masks is not None:
             self.residual = always_on.detach().clone()  # C_p: corrupted prefix sum plus kept inputs
 
     @property
     def masked(self) -> bool:
         return self.edge_masks is not None
+
+    def resume(self, first_layer: int, deltas: torch.Tensor, corrupted_sum: torch.Tensor | None) -> None:
+        """Start a masked forward at `first_layer`, whose site has the writers of
+        `deltas` (p, B, S, D) before it: their x_w - c_w as an earlier forward wrote
+        them, and the sum of their corrupted outputs (None: zero ablation). Valid
+        while no reader below that layer changed its masks since (ACDC's prefix
+        cache); the model then runs only the layers from `first_layer` on."""
+        if self.edge_masks is None or self.n_written:
+            raise RuntimeError("only a fresh masked forward can resume at a layer")
+        p = deltas.shape[0]
+        self.buffer[:p] = deltas
+        if corrupted_sum is not None:
+            self.residual += corrupted_sum.expand_as(self.residual)
+        self.n_written = self.new_blocks_start = p
+        self.first_layer = first_layer
 
     @property
     def per_writer(self) -> bool:

@@ -349,13 +349,14 @@ class CircuitDecoder:
         embeds = self.embed(input_ids, inputs_embeds, position_ids)
         if self.config.with_embedding_nodes:
             mixer = self.make_mixer(torch.zeros_like(embeds[0]), corr_x, output_writer_states, mask_grad_deltas)
-            mixer.write(torch.stack(embeds), count=len(embeds))
+            if mixer.n_written == 0:  # else resumed past them (a prefix cache)
+                mixer.write(torch.stack(embeds), count=len(embeds))
         else:
             mixer = self.make_mixer(sum(embeds[1:], embeds[0]), corr_x, output_writer_states, mask_grad_deltas)
         windows = {layer.circuit_attention.window for layer in self.blocks()}
         masks = {w: attention_mask_from_padding(attention_mask, S, self.causal, w, device) for w in windows}
         inputs = LayerInputs(self.position_embeddings(embeds[0], position_ids), masks, self.causal)
-        for layer in self.blocks():
+        for layer in self.blocks()[mixer.first_layer :]:
             layer(mixer, inputs)
         hidden = self.final_norm(mixer.read(self.circuit_graph.final_site)[0])
         return self.circuit_output(
