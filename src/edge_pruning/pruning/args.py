@@ -77,6 +77,19 @@ class PruningArguments:
     )
     overwrite_output_dir: bool = field(default=False, metadata={"help": "start afresh instead of resuming"})
     eval_batch_size: int | None = field(default=None, metadata={"help": "default: --per_device_eval_batch_size"})
+    cache_fixed_passes: bool = field(
+        default=True,
+        metadata={
+            "help": "compute the training set's reference logits and corrupted writer states once, not every step, "
+            "when they fit --fixed_pass_cache_gib (--no_cache_fixed_passes: every step)"
+        },
+    )
+    fixed_pass_cache_gib: float | None = field(
+        default=None, metadata={"help": "memory budget of that cache, GiB; default: half the training device's free memory"}
+    )
+    fixed_pass_cache_bf16: bool = field(
+        default=False, metadata={"help": "store the cached writer states in bf16: half the memory, no longer exact"}
+    )
     # Accepted for the original's command lines: hub options, and flags without effect here.
     cache_dir: str | None = None
     model_revision: str = "main"
@@ -156,6 +169,8 @@ def parse_args(argv: list[str] | None, defaults: dict | None = None) -> tuple[Pr
         raise ValueError("--max_steps (or --num_train_epochs) must be > 0")
     if targs.max_steps > 0 and pargs.num_sparsity_warmup_steps > targs.max_steps:
         raise ValueError("--num_sparsity_warmup_steps exceeds --max_steps: the target would never be reached")
+    if pargs.fixed_pass_cache_gib is not None and not pargs.fixed_pass_cache_gib >= 0:
+        raise ValueError(f"--fixed_pass_cache_gib must be >= 0, got {pargs.fixed_pass_cache_gib}")
     for name in ("edge_learning_rate", "node_learning_rate", "reg_edge_learning_rate", "reg_node_learning_rate"):
         if getattr(pargs, name) < 0:
             raise ValueError(f"--{name} must be >= 0, got {getattr(pargs, name)}")

@@ -7,6 +7,7 @@ import torch
 
 from ..evaluation import corrupted_states, model_logits
 from ..tasks import Batch, Task
+from .cache import FixedPasses
 
 
 def mask_optimizer(
@@ -43,15 +44,21 @@ def pruning_loss(
     mean_states: torch.Tensor | None = None,
     reference=None,
     skip_node_loss_above_target: bool = False,
+    fixed: FixedPasses | None = None,
 ):
     """One step's loss: KL(full || circuit) at the task's positions plus the
     Lagrangian terms. The full model's logits and the corrupted states come from
-    `reference` when given (--ref_initialize_from), else from the model's own frozen
-    weights. Returns (loss, kl, model output)."""
+    `fixed` when given (the batch's rows of the cached passes), else from `reference`
+    when given (--ref_initialize_from), else from the model's own frozen weights.
+    Returns (loss, kl, model output)."""
     full_model = model if reference is None else reference
-    with torch.no_grad():
-        full = model_logits(full_model, batch, circuit=False)
-    corr_x = corrupted_states(full_model, batch, ablation, mean_states)
+    if fixed is not None:
+        full = fixed.full_logits
+        corr_x = fixed.corr_x if fixed.corr_x is not None else corrupted_states(full_model, batch, ablation, mean_states)
+    else:
+        with torch.no_grad():
+            full = model_logits(full_model, batch, circuit=False)
+        corr_x = corrupted_states(full_model, batch, ablation, mean_states)
     out = model(
         batch.input_ids,
         attention_mask=batch.attention_mask,

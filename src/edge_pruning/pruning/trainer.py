@@ -15,6 +15,7 @@ from ..evaluation import evaluate_circuit
 from ..sparsity import target_at_step
 from ..tasks import Batch, Encoded, Task, collate
 from .args import PruningArguments
+from .cache import FixedPassCache, build_fixed_pass_cache, default_budget_bytes
 from .checkpoints import last_complete_checkpoint, mark_complete, save_atomically
 from .fsdp import average_mask_grads, keep_masks_out_of_fsdp
 from .logs import JsonlLogCallback
@@ -36,12 +37,33 @@ class EncodedDataset(torch.utils.data.Dataset):
         return self.examples[i]
 
 
+class IndexedDataset(EncodedDataset):
+    """The training split: each example with its index, the key of the fixed-pass cache.
+    The same length as the split, so the sampler draws the same order."""
+
+    def __getitem__(self, i: int) -> tuple[int, Encoded]:
+        return i, self.examples[i]
+
+
+# The collated batch carries its examples' indices under this key (not a Batch field).
+INDEX_KEY = "example_index"
+
+
+def collate_indexed(items: list[tuple[int, Encoded]], pad_id: int) -> dict[str, torch.Tensor]:
+    batch = collate([e for _, e in items], pad_id).as_dict()
+    batch[INDEX_KEY] = torch.tensor([i for i, _ in items], dtype=torch.long)
+    return batch
+
+
 class EdgePruningTrainer(Trainer):
     """Trains masks and λs; the λ groups maximise the loss (AdamW `maximize=True`).
 
     With an eval dataset (--eval_strategy steps|epoch) it evaluates the circuit on the
     validation split during training, binarised at its current sparsity as at the end.
-    A non-finite loss or mask gradient stops the run before that step's update."""
+    A non-finite loss or mask gradient stops the run before that step's update.
+
+    The fixed passes (reference logits, corrupted writer states) of the training set
+    are computed once, in the first step, when they fit the budget (`pruning.cache`)."""
 
     def __init__(
         self,
@@ -60,6 +82,8 @@ class EdgePruningTrainer(Trainer):
         self.reference = reference
         self.pad_id = pad_id
         self.last_stats: dict[str, float] = {}
+        self.fixed_cache: FixedPassCache | None = None
+        self.fixed_cache_decided = False
         if self.is_fsdp_enabled:
             keep_masks_out_of_fsdp(self.accelerator.state.fsdp_plugin)
 
@@ -113,18 +137,53 @@ class EdgePruningTrainer(Trainer):
         node = target_at_step(p.start_node_sparsity, p.target_node_sparsity, step, p.num_sparsity_warmup_steps, p.warmup_type)
         return edge, node
 
+    def fixed_pass_cache(self, model) -> FixedPassCache | None:
+        """The training set's fixed passes, built at the first call (inside the run's
+        first step, so through the forward and mixed precision every step uses), or
+        None where caching is off, cannot be exact, or does not fit (logged)."""
+        if self.fixed_cache_decided:
+            return self.fixed_cache
+        self.fixed_cache_decided = True
+        p = self.pargs
+        why_not = None
+        if not p.cache_fixed_passes:
+            why_not = "--no_cache_fixed_passes"
+        elif self.is_fsdp_enabled:
+            why_not = "FSDP (every forward is collective, and the ranks hold different batches)"
+        if why_not:
+            logger.info(f"fixed passes computed every step: {why_not}")
+            return None
+        full_model = self.reference if self.reference is not None else model
+        device = next(full_model.parameters()).device
+        budget = default_budget_bytes(device) if p.fixed_pass_cache_gib is None else int(p.fixed_pass_cache_gib * 2**30)
+        self.fixed_cache = build_fixed_pass_cache(
+            full_model,
+            self.train_dataset.examples,
+            self.pad_id,
+            p.ablation,
+            p.eval_batch_size or self.args.per_device_eval_batch_size,
+            budget,
+            torch.bfloat16 if p.fixed_pass_cache_bf16 else None,
+        )
+        return self.fixed_cache
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         target_edge, target_node = self.targets()
+        inputs = dict(inputs)  # the Trainer moves the collator's dicts
+        index = inputs.pop(INDEX_KEY, None)
+        batch = Batch.of(inputs)
+        cache = self.fixed_pass_cache(model) if index is not None else None
         loss, kl, out = pruning_loss(
             model,
             self.task,
-            Batch.of(inputs),  # the Trainer moves the collator's dicts
+            batch,
             target_edge,
             None if self.pargs.disable_node_loss else target_node,
             self.pargs.ablation,
             self.mean_states,
             reference=self.reference,
             skip_node_loss_above_target=self.pargs.stop_optimizing_node_if_higher_sparsity,
+            fixed=None if cache is None else cache.lookup(index, batch),
         )
         self.last_stats = step_stats(kl, out, model.circuit_masks, target_edge, target_node)
         return (loss, out) if return_outputs else loss
@@ -201,9 +260,9 @@ def train_masks(
     trainer = EdgePruningTrainer(
         model=model,
         args=targs,
-        train_dataset=EncodedDataset(train),
+        train_dataset=IndexedDataset(train),
         eval_dataset=EncodedDataset(evals) if evaluating else None,
-        data_collator=lambda examples: collate(examples, pad_id).as_dict(),
+        data_collator=lambda items: collate_indexed(items, pad_id),
         task=task,
         pruning_args=pargs,
         mean_states=mean_states,
