@@ -9,8 +9,7 @@ flag works too (checkpointing, resuming, logging, bf16, FSDP).
 
 One module per job: `args` (flags and their validation), `model` (the model to prune,
 its masks reset), `loss` (the step's loss, optimizer and logged statistics),
-`trainer` (the Trainer and `train_masks`), `cache` (the fixed passes computed once
-per training example), `fsdp`, `checkpoints` (completion markers,
+`trainer` (the Trainer and `train_masks`), `fsdp`, `checkpoints` (completion markers,
 atomic save), `logs` (log.jsonl), `runtime` (process-wide settings) and `run`
 (`prune_main`, one run from the command line to a checkpoint).
 """
