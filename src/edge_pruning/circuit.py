@@ -70,6 +70,7 @@ class CircuitMasks(nn.Module):
         self._edge_valid: torch.Tensor | None = None
         self.mask_rule = l0.MaskRule.ORIGINAL
         self.sparsity_penalty = SparsityPenalty.SAMPLED
+        self.mask_sampler = l0.MaskSampler.HARD_CONCRETE
         # Forward-time state, held here so every wrapper of the model shares it.
         self.enabled = True  # False: run as the full model
         self.override: torch.Tensor | None = None  # explicit (readers x writers) masks
@@ -107,6 +108,15 @@ class CircuitMasks(nn.Module):
         self._sparsity_penalty = SparsityPenalty(value)
 
     @property
+    def mask_sampler(self) -> l0.MaskSampler:
+        """How training draws masks (hard-concrete or UGS); evaluation's expected zeros follow it."""
+        return self._mask_sampler
+
+    @mask_sampler.setter
+    def mask_sampler(self, value: l0.MaskSampler | str) -> None:
+        self._mask_sampler = l0.MaskSampler.parse(value)
+
+    @property
     def edge_valid(self) -> torch.Tensor:
         """Which (reader, writer) entries are edges, on the masks' device.
 
@@ -129,14 +139,15 @@ class CircuitMasks(nn.Module):
     def edge_masks(self) -> torch.Tensor:
         """(readers, writers) masks: sampled in training, deterministic in eval; 0 off-graph."""
         if self.training:
-            return l0.sample_mask(self.edge_log_alphas) * self.edge_valid
+            return l0.sample_mask(self.edge_log_alphas, self.mask_sampler) * self.edge_valid
         groups = self.graph.edge_mask_groups
-        return l0.eval_mask(self.edge_log_alphas, self.edge_threshold, self.edge_valid, self.mask_rule, groups)
+        return l0.eval_mask(self.edge_log_alphas, self.edge_threshold, self.edge_valid, self.mask_rule, groups, self.mask_sampler)
 
     def node_masks(self) -> torch.Tensor:
         if self.training:
-            return l0.sample_mask(self.node_log_alphas)
-        return l0.eval_mask(self.node_log_alphas, self.node_threshold, None, self.mask_rule, self.graph.node_mask_groups)
+            return l0.sample_mask(self.node_log_alphas, self.mask_sampler)
+        groups = self.graph.node_mask_groups
+        return l0.eval_mask(self.node_log_alphas, self.node_threshold, None, self.mask_rule, groups, self.mask_sampler)
 
     def draw(self) -> tuple[torch.Tensor, torch.Tensor]:
         """This forward's (edge, node) masks, kept for the sampled sparsity penalty."""
@@ -144,11 +155,11 @@ class CircuitMasks(nn.Module):
         return self.last_drawn
 
     def expected_edge_sparsity(self) -> torch.Tensor:
-        kept = (l0.prob_nonzero(self.edge_log_alphas) * self.edge_valid).sum()
+        kept = (l0.prob_nonzero(self.edge_log_alphas, self.mask_sampler) * self.edge_valid).sum()
         return 1.0 - kept / self.graph.n_edges
 
     def expected_node_sparsity(self) -> torch.Tensor:
-        return 1.0 - l0.prob_nonzero(self.node_log_alphas).mean()
+        return 1.0 - l0.prob_nonzero(self.node_log_alphas, self.mask_sampler).mean()
 
     def drawn_sparsities(self) -> tuple[torch.Tensor, torch.Tensor]:
         """1 - Σz / n for edges (real edges only) and nodes, from the last forward's masks."""

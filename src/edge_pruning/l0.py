@@ -38,21 +38,63 @@ class MaskRule(str, Enum):
     GLOBAL = "global"
 
 
+class MaskSampler(str, Enum):
+    """How training draws a mask from its log_alpha θ.
+
+    HARD_CONCRETE (the default, the paper's): the stretched, clamped concrete sample.
+    UGS (uniform gradient sampling, Li & Janson 2024, the mask method MIB ran): with
+    p = sigmoid(θ), s = p (1 - p) and u ~ U(0, 1), z = 1 - clamp((u - p) / s + 1/2, 0, 1):
+    1 below the window [p - s/2, p + s/2], 0 above it and linear inside, so that
+    dz/dθ has expectation dp/dθ = s at every θ (an unbiased gradient of the Bernoulli(p)
+    circuit's loss, to first order). Its masks start at θ = 1 (p = 0.73), as in Li &
+    Janson's code: at the hard-concrete start θ = 10 the window is 5e-5 wide.
+    """
+
+    HARD_CONCRETE = "hard_concrete"
+    UGS = "ugs"
+
+    @classmethod
+    def parse(cls, value: "MaskSampler | str") -> "MaskSampler":
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValueError(f"--mask_sampler must be hard_concrete or ugs, got {value!r}") from None
+
+    @property
+    def init_mean(self) -> float:
+        """Where log_alpha starts (std INIT_STD)."""
+        return INIT_MEAN if self is MaskSampler.HARD_CONCRETE else UGS_INIT_MEAN
+
+
+UGS_INIT_MEAN = 1.0
+
+
 def init_log_alpha_(log_alpha: torch.Tensor) -> torch.Tensor:
     """Start every mask near 1: log_alpha ~ N(10, 0.01)."""
     with torch.no_grad():
         return log_alpha.normal_(mean=INIT_MEAN, std=INIT_STD)
 
 
-def sample_mask(log_alpha: torch.Tensor) -> torch.Tensor:
+def sample_mask(log_alpha: torch.Tensor, sampler: MaskSampler = MaskSampler.HARD_CONCRETE) -> torch.Tensor:
     """A stochastic training mask with the reparameterisation trick."""
+    if sampler is MaskSampler.UGS:
+        return sample_ugs_mask(log_alpha, torch.rand_like(log_alpha))
     u = torch.empty_like(log_alpha).uniform_(EPS, 1.0 - EPS)
     s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + log_alpha) / TEMPERATURE)
     return (s * (LIMIT_RIGHT - LIMIT_LEFT) + LIMIT_LEFT).clamp(0.0, 1.0)
 
 
-def prob_nonzero(log_alpha: torch.Tensor) -> torch.Tensor:
-    """P(z > 0) per mask: its sum is the expected L0 norm."""
+def sample_ugs_mask(log_alpha: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """UGS's mask for uniform draws `u` (see `MaskSampler`)."""
+    p = torch.sigmoid(log_alpha)
+    return 1.0 - ((u - p) / (p * (1.0 - p)) + 0.5).clamp(0.0, 1.0)
+
+
+def prob_nonzero(log_alpha: torch.Tensor, sampler: MaskSampler = MaskSampler.HARD_CONCRETE) -> torch.Tensor:
+    """P(z > 0) per mask: its sum is the expected L0 norm. UGS: P(u < p + p(1 - p)/2)."""
+    if sampler is MaskSampler.UGS:
+        p = torch.sigmoid(log_alpha)
+        return (p + p * (1.0 - p) / 2).clamp(max=1.0)
     return torch.sigmoid(log_alpha - TEMPERATURE * math.log(-LIMIT_LEFT / LIMIT_RIGHT))
 
 
@@ -69,24 +111,30 @@ def original_prob_nonzero(log_alpha: torch.Tensor) -> torch.Tensor:
     return 1.0 - cdf0.clamp(EPS, 1.0 - EPS)
 
 
-def per_tensor_deterministic_mask(log_alpha: torch.Tensor, groups: list[slice]) -> torch.Tensor:
+def per_tensor_deterministic_mask(
+    log_alpha: torch.Tensor, groups: list[slice], sampler: MaskSampler = MaskSampler.HARD_CONCRETE
+) -> torch.Tensor:
     """The original's deterministic masks: per group of rows (one stored tensor each),
     sigmoid(0.8 log_alpha / beta) with its k smallest entries zeroed, k = round(expected
-    zeros of the group); computed in the masks' own dtype, as the original did."""
+    zeros of the group, under `sampler`); computed in the masks' own dtype, as the
+    original did."""
     with torch.no_grad():
         log_alpha = log_alpha.detach()
         out = torch.empty_like(log_alpha)
         for rows in groups:
             block = log_alpha[rows]
             soft = torch.sigmoid(block / TEMPERATURE * DETERMINISTIC_SCALE).flatten()
-            zeros = int(torch.round(block.numel() - original_prob_nonzero(block).sum()).item())
+            kept = original_prob_nonzero(block) if sampler is MaskSampler.HARD_CONCRETE else prob_nonzero(block, sampler)
+            zeros = int(torch.round(block.numel() - kept.sum()).item())
             if zeros > 0:
                 soft[torch.topk(soft, zeros, largest=False).indices] = 0.0
             out[rows] = soft.view_as(block)
         return out
 
 
-def deterministic_mask(log_alpha: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+def deterministic_mask(
+    log_alpha: torch.Tensor, valid: torch.Tensor | None = None, sampler: MaskSampler = MaskSampler.HARD_CONCRETE
+) -> torch.Tensor:
     """The evaluation-time continuous mask: `soft_mask` with the k smallest entries
     set to zero, k = round(expected number of zeros). `valid` restricts the masks that
     count (a dense edge matrix holds entries that are not edges)."""
@@ -94,7 +142,7 @@ def deterministic_mask(log_alpha: torch.Tensor, valid: torch.Tensor | None = Non
         soft = soft_mask(log_alpha).flatten()
         keep = torch.ones_like(soft, dtype=torch.bool) if valid is None else valid.flatten()
         values = soft[keep]
-        expected_zeros = int(round(values.numel() - prob_nonzero(log_alpha.detach().flatten()[keep].double()).sum().item()))
+        expected_zeros = int(round(values.numel() - prob_nonzero(log_alpha.detach().flatten()[keep].double(), sampler).sum().item()))
         if expected_zeros > 0:
             values[torch.topk(values, expected_zeros, largest=False).indices] = 0.0
         out = torch.zeros_like(soft)
@@ -108,6 +156,7 @@ def eval_mask(
     valid: torch.Tensor | None = None,
     rule: MaskRule = MaskRule.ORIGINAL,
     groups: list[slice] | None = None,
+    sampler: MaskSampler = MaskSampler.HARD_CONCRETE,
 ) -> torch.Tensor:
     """The mask used in evaluation: continuous without a threshold, else 0/1.
 
@@ -119,11 +168,11 @@ def eval_mask(
     if rule is MaskRule.ORIGINAL:
         if groups is None:
             raise ValueError("the original mask rule needs the mask tensors' row groups")
-        out = per_tensor_deterministic_mask(log_alpha, groups)
+        out = per_tensor_deterministic_mask(log_alpha, groups, sampler)
         if threshold is not None:
             out = (out > threshold).to(out.dtype)
     elif threshold is None:
-        out = deterministic_mask(log_alpha, valid)
+        out = deterministic_mask(log_alpha, valid, sampler)
     else:
         out = (soft_mask(log_alpha) > threshold).double()
     if valid is not None:

@@ -69,6 +69,10 @@ class PruningArguments:
     sparsity_penalty: str = field(
         default="sampled", metadata={"help": "s in the penalty: sampled (1 - Σz/n, the original's) | expected (P(z > 0))"}
     )
+    mask_sampler: str = field(
+        default="hard_concrete",
+        metadata={"help": "training masks: hard_concrete (the original's) | ugs (uniform gradient sampling, Li & Janson 2024)"},
+    )
     ablation: str = field(default="interchange", metadata={"help": "interchange | zero | mean"})
     zero_ablation: bool = field(default=False, metadata={"help": "the original's name for --ablation zero"})
     keep_masks: bool = field(

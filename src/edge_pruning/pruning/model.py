@@ -47,11 +47,12 @@ def prepare_masks(model, pargs: PruningArguments, seed: int, missing: set[str] |
     linear term. Call after `freeze_model_weights`."""
     masks = model.circuit_masks
     reset = None if not pargs.keep_masks else (missing if missing is not None else set())
+    masks.mask_sampler = pargs.mask_sampler  # UGS starts its masks elsewhere (l0.MaskSampler)
     set_seed(seed)
     with torch.no_grad():
         for name in ("edge_log_alphas", "node_log_alphas"):
             if reset is None or name in reset:
-                getattr(masks, name).normal_(l0.INIT_MEAN, l0.INIT_STD)
+                getattr(masks, name).normal_(masks.mask_sampler.init_mean, l0.INIT_STD)
         for name, lam in masks.named_parameters():
             if name.startswith("sparsity_lambda") and (reset is None or name in reset):
                 lam.zero_()
