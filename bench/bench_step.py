@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from edge_pruning.evaluation import corrupted_states, model_logits  # noqa: E402
 from edge_pruning.pruning import mask_optimizer, pruning_loss  # noqa: E402
-from edge_pruning.tasks import Encoded, collate, get_task  # noqa: E402
+from edge_pruning.tasks import Batch, Encoded, collate, get_task  # noqa: E402
 
 PARTS = ("step", "clean_ref", "corrupt_fwd", "masked_fwd_bwd", "opt_step", "plain_nograd", "plain_fwd_bwd")
 STEP_PARTS = PARTS[1:5]
@@ -176,7 +176,7 @@ def build_models(shape: Shape, which: str = "both", seed: int = 0):
     return circuit, plain
 
 
-def synthetic_batch(shape: Shape, vocab: int, seed: int = 0) -> dict:
+def synthetic_batch(shape: Shape, vocab: int, seed: int = 0) -> Batch:
     """An IOI-shaped batch: random clean/corrupted ids, one scored position (the last)."""
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(1, vocab, (2, shape.batch, shape.seq), generator=g)
@@ -185,8 +185,7 @@ def synthetic_batch(shape: Shape, vocab: int, seed: int = 0) -> dict:
         Encoded(ids[0, b].tolist(), ids[1, b].tolist(), [shape.seq - 1], [int(answers[0, b])], int(answers[1, b]))
         for b in range(shape.batch)
     ]
-    batch = collate(examples, pad_id=0)
-    return {k: v.to(shape.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+    return collate(examples, pad_id=0).to(shape.device)
 
 
 @dataclass
@@ -196,7 +195,7 @@ class Bench:
     shape: Shape
     circuit: torch.nn.Module | None
     plain: torch.nn.Module | None
-    batch: dict
+    batch: Batch
     fns: dict[str, Callable[[], None]] = field(default_factory=dict)
 
 
