@@ -35,16 +35,25 @@ ABLATION_NAMES = [a.value for a in Ablation]
 
 
 @torch.no_grad()
-def mean_writer_states(model, examples: list[Encoded], pad_id: int, batch_size: int = 16) -> torch.Tensor:
+def mean_writer_states(model, examples: list[Encoded], pad_id: int, batch_size: int = 16, per_position: bool = False) -> torch.Tensor:
     """Each writer's output averaged over every real (unpadded) token of the clean
-    inputs, shaped (W, 1, 1, D) so it broadcasts over any batch and length."""
+    inputs, shaped (W, 1, 1, D) so it broadcasts over any batch and length. With
+    `per_position` (EAP-IG's mean-positional ablation) the average is taken per
+    position over the examples that reach it: (W, 1, S_max, D)."""
     device = next(model.parameters()).device
-    total, count = None, 0
+    total, count = None, None
     for start in range(0, len(examples), batch_size):
         batch = collate(examples[start : start + batch_size], pad_id).to(device)
         mask = batch.attention_mask
         states = model(batch.input_ids, attention_mask=mask, output_writer_states=True).writer_states
-        summed = (states.float() * mask[None, :, :, None]).sum((1, 2))
-        total = summed if total is None else total + summed
-        count += int(mask.sum())
-    return (total / count)[:, None, None, :]
+        weighted = states.float() * mask[None, :, :, None]
+        summed, n = (weighted.sum(1), mask.sum(0)) if per_position else (weighted.sum((1, 2))[:, None], mask.sum()[None])
+        if total is not None and summed.shape[1] > total.shape[1]:
+            total = torch.nn.functional.pad(total, (0, 0, 0, summed.shape[1] - total.shape[1]))
+            count = torch.nn.functional.pad(count, (0, n.shape[0] - count.shape[0]))
+        if total is None:
+            total, count = summed, n.float()
+        else:
+            total[:, : summed.shape[1]] += summed
+            count[: n.shape[0]] += n
+    return (total / count.clamp(min=1)[None, :, None])[:, None]

@@ -75,6 +75,7 @@ class CircuitMasks(nn.Module):
         self.enabled = True  # False: run as the full model
         self.override: torch.Tensor | None = None  # explicit (readers x writers) masks
         self.prefix: PrefixState | None = None  # start masked forwards at a layer (ACDC)
+        self.neuron_override: torch.Tensor | None = None  # (writers x hidden) neuron masks
         # The (edge, node) masks the last masked forward used, for the sampled penalty.
         self.last_drawn: tuple[torch.Tensor, torch.Tensor] | None = None
         self.reset_parameters()
@@ -316,6 +317,20 @@ class CircuitModelMixin:
             masks.override = previous
 
     @contextlib.contextmanager
+    def neuron_masks_override(self, neuron_masks: torch.Tensor) -> Iterator[None]:
+        """Inside the block, masked forwards also mask each writer's output dimensions
+        (writers x hidden): a removed neuron carries the writer's corrupted value."""
+        if neuron_masks.shape[0] != self.circuit_graph.n_writers or neuron_masks.dim() != 2:
+            raise ValueError(f"neuron masks must be ({self.circuit_graph.n_writers}, hidden), got {tuple(neuron_masks.shape)}")
+        masks = self.circuit_masks
+        previous = masks.neuron_override
+        masks.neuron_override = neuron_masks
+        try:
+            yield
+        finally:
+            masks.neuron_override = previous
+
+    @contextlib.contextmanager
     def resume_from_layer(self, prefix: PrefixState) -> Iterator[None]:
         """Inside the block, masked forwards skip the layers below `prefix.layer` (the
         number of layers: all of them) and take the writers before it from `prefix`. Exact while every reader below that
@@ -355,7 +370,8 @@ class CircuitModelMixin:
             raise ValueError("corr_x was given to the full model (masks disabled); it would be ignored")
         if use_masks:
             masks = self.effective_masks().to(always_on.dtype)
-            mixer = ResidualMixer(self.circuit_graph, always_on, masks, corr_x, mask_grad_deltas=mask_grad_deltas)
+            neurons = self.circuit_masks.neuron_override
+            mixer = ResidualMixer(self.circuit_graph, always_on, masks, corr_x, mask_grad_deltas=mask_grad_deltas, neuron_masks=neurons)
             prefix = self.circuit_masks.prefix
             if prefix is not None:
                 mixer.resume(prefix.layer, prefix.deltas, prefix.corrupted_sum)

@@ -94,6 +94,8 @@ class ResidualMixer:
     for zero ablation. `always_on` is added to every reader and is not a writer (the
     embeddings when they are not nodes). `mask_grad_deltas` (W, B, S, D), if given,
     replaces x_w - c_w in the mask gradient only (EAP-IG over inputs).
+    `neuron_masks` (W, D), if given (masked forwards only), keeps each output
+    dimension of a writer apart: a writer writes c_w + n_w * (x_w - c_w) (neuron circuits).
     """
 
     def __init__(
@@ -104,11 +106,13 @@ class ResidualMixer:
         corrupted: torch.Tensor | None = None,
         keep_writer_states: bool = False,
         mask_grad_deltas: torch.Tensor | None = None,
+        neuron_masks: torch.Tensor | None = None,
     ) -> None:
         self.graph = graph
         self.edge_masks = edge_masks
         self.corrupted = corrupted
         self.mask_grad_deltas = mask_grad_deltas
+        self.neuron_masks = neuron_masks
         self.n_written = 0
         self.new_blocks: list[torch.Tensor] = []  # written since the last read
         self.new_blocks_start = 0
@@ -169,6 +173,9 @@ class ResidualMixer:
                 self.buffer[lo:hi] = block.detach()
             self.residual = self.residual + block.sum(0)
         else:
+            if self.neuron_masks is not None:
+                n = self.neuron_masks[lo:hi, None, None, :].to(block.dtype)
+                block = block * n if self.corrupted is None else torch.lerp(self.corrupted[lo:hi].to(block.dtype), block, n)
             with torch.no_grad():
                 if self.corrupted is None:
                     self.buffer[lo:hi] = block
