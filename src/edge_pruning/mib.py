@@ -197,6 +197,19 @@ class MIBGraph:
         return out
 
 
+def top_n(cfg: MIBConfig, scores: torch.Tensor, n: int, absolute: bool) -> torch.Tensor:
+    """EAP-IG's `apply_topn` over edges: the n real edges of largest score (|score| if
+    `absolute`), by a descending sort (stable here, so that ties fall in index order)."""
+    real = cfg.real_edges()
+    if not 0 <= n <= int(real.sum()):
+        raise ValueError(f"cannot take {n} of {int(real.sum())} MIB edges")
+    ranked = (scores.abs() if absolute else scores).float().masked_fill(~real, float("-inf"))
+    order = torch.argsort(ranked.flatten(), descending=True, stable=True)
+    in_graph = torch.zeros(real.numel(), dtype=torch.bool)
+    in_graph[order[:n]] = True
+    return in_graph.view_as(real)
+
+
 def node_rule(cfg: MIBConfig, in_graph: torch.Tensor) -> torch.Tensor:
     """The nodes MIB puts in a graph after a top-n over edges (`apply_topn`'s reset
     path): those with an outgoing edge and an incoming one (`input` counts as having one)."""

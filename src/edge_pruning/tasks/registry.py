@@ -10,6 +10,7 @@ from .custom import CustomTask
 from .gp import GenderedPronounTask
 from .gt import GreaterThanTask
 from .ioi import IOITask
+from .mib import MIB_TASKS
 from .tracr import TRACR_TASKS
 
 TASKS: dict[str, Callable[..., Task]] = {
@@ -21,6 +22,7 @@ TASKS: dict[str, Callable[..., Task]] = {
     "boolean_expressions_ip": lambda **kw: BooleanExpressionsTask(fewshot=False, **kw),
     "boolean_expressions_fs": lambda **kw: BooleanExpressionsTask(fewshot=True, **kw),
     **TRACR_TASKS,
+    **MIB_TASKS,
 }
 
 

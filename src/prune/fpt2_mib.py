@@ -1,0 +1,8 @@
+"""Prune a GPT-2 model once and write MIB's nine circuits on the way: the flags of
+`fpt2_<task>.py`, plus --task (default ioi) and --mib_folder ({task}_{model})."""
+
+from edge_pruning.cli import run_cli
+from edge_pruning.pruning.snapshots import snapshot_main
+
+if __name__ == "__main__":
+    run_cli(lambda argv: snapshot_main("fpt2", argv))
