@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Set up a fresh machine: a virtualenv in .venv, the Python packages, the system
-# graphviz (circuit drawings) and poppler (PDF checks), the package itself
+# graphviz (circuit drawings), poppler (PDF checks) and chromium (the viewer's browser
+# test, headless), the package itself
 # (editable), and the offline SmolLM2-135M checkpoint in data/models/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v dot >/dev/null || ! command -v pdftotext >/dev/null; then
+if ! command -v dot >/dev/null || ! command -v pdftotext >/dev/null || ! command -v chromium >/dev/null; then
   if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && apt-get install -y -qq graphviz poppler-utils >/dev/null
+    apt-get update -qq && apt-get install -y -qq graphviz poppler-utils chromium >/dev/null
   else
-    sudo apt-get update -qq && sudo apt-get install -y -qq graphviz poppler-utils >/dev/null
+    sudo apt-get update -qq && sudo apt-get install -y -qq graphviz poppler-utils chromium >/dev/null
   fi
 fi
 
