@@ -1,5 +1,5 @@
 """log.jsonl: one JSON line per logged step, the same for the same seed and command
-whether the run was interrupted and resumed or not."""
+whether the run was interrupted and resumed or not; training.png beside it at the end."""
 
 from __future__ import annotations
 
@@ -40,6 +40,10 @@ class JsonlLogCallback(TrainerCallback):
             with open(self.path, "a") as f:
                 f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
 
+    def on_train_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero and self.path.exists():
+            plot_training(self.path, self.path.with_name("training.png"))
+
     def mean_logged_loss(self, default: float) -> float:
         """Σ loss × steps it covers / steps, over the logged training rows."""
         total = covered = 0.0
@@ -58,3 +62,37 @@ def _logged_step(line: str) -> int:
         return int(json.loads(line).get("step", 0))
     except (ValueError, AttributeError):
         return 1 << 62  # a torn last line of a killed run: dropped
+
+
+# The panels of training.png: (title, log.jsonl keys, log scale).
+PANELS = (
+    ("KL(full || circuit)", ("kl_loss",), True),
+    ("edge sparsity", ("sampled_edge_sparsity", "expected_edge_sparsity", "target_edge_sparsity"), False),
+    ("node sparsity", ("sampled_node_sparsity", "expected_node_sparsity", "target_node_sparsity"), False),
+    ("Lagrange multipliers", ("lambda_edges_1", "lambda_edges_2", "lambda_nodes_1", "lambda_nodes_2"), False),
+)
+
+
+def plot_training(log_path: Path, out_path: Path):
+    """KL, sampled / expected / target sparsities and the λs against step, from
+    log.jsonl, as a PNG (matplotlib's Agg canvas: no display, no global backend).
+    Returns the figure; keys a run does not log are left out."""
+    from matplotlib.figure import Figure
+
+    rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
+    fig = Figure(figsize=(11, 7), layout="constrained")
+    for ax, (title, keys, log_scale) in zip(fig.subplots(2, 2).flat, PANELS):
+        for key in keys:
+            points = [(row["step"], row[key]) for row in rows if key in row and "step" in row]
+            if points:
+                ax.plot(*zip(*points), label=key, lw=1.2, ls="--" if key.startswith("target") else "-")
+        if log_scale and ax.lines and all(y > 0 for line in ax.lines for y in line.get_ydata()):
+            ax.set_yscale("log")
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.suptitle(Path(log_path).parent.name)
+    fig.savefig(out_path, dpi=110)
+    return fig
