@@ -205,3 +205,123 @@ def test_masks_leave_the_bias_and_the_base_weights_alone():
     assert torch.allclose(u, torch.full_like(u, 0.5))
     assert torch.equal(probe.masked["mlp_c_proj"].base.weight, before)
     assert all(not p.requires_grad for p in probe.model.parameters() if p not in set(probe.mask_parameters()))
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_arithmetic_model(tmp_path_factory):
+    """A 3-step training run of a small model on the experiment-1 task (train_main)."""
+    from edge_pruning.probing.train import train_main
+
+    out = tmp_path_factory.mktemp("arith")
+    cfg = _write(out / "train.yaml", f"""
+dataset: disambiguation
+output_dir: {out / 'model'}
+model: {{n_layer: 1, n_head: 2, n_embd: 32, n_inner: 64}}
+batch_size: 256
+max_steps: 3
+eval_every: 1
+save_steps: [2]
+save_dtype: float16
+""")
+    summary = train_main(["--config", str(cfg)])
+    return out / "model", summary
+
+
+def test_training_writes_checkpoints_and_an_honest_history(tiny_arithmetic_model):
+    from edge_pruning.probing.data import Split, dataset_spec
+    from edge_pruning.probing.train import accuracy, load_probed_model
+
+    path, summary = tiny_arithmetic_model
+    assert [row["step"] for row in summary["history"]] == [1, 2, 3]
+    assert (path / "checkpoint-2" / "model.safetensors").is_file()
+    model = load_probed_model(path / "final")
+    assert next(model.parameters()).dtype == torch.float32
+    test = Split.concat([te for _, te in dataset_spec("disambiguation").generate()])
+    assert accuracy(model, test) == pytest.approx(summary["final"]["test_acc_saved"])
+
+
+def test_generated_tasks_follow_their_definition():
+    from edge_pruning.probing.data import dataset_spec
+
+    (train, test), = dataset_spec("disambiguation").generate()
+    a, b = train.inputs[:, 0], train.inputs[:, 1]
+    assert len(train) + len(test) == 113 * 113 and len(train) == int(113 * 113 * 0.6)
+    assert torch.equal(train.labels, (a * a - b * b) % 113)
+    assert torch.equal(train.variables["a_minus_b"], (a - b) % 113)
+    assert (train.inputs[:, 2] == 113).all()
+    (t1, _), (t2, _) = dataset_spec("multitask").generate()
+    assert (t1.inputs[:, 0] == 114).all() and (t2.inputs[:, 0] == 115).all()
+    assert torch.equal(t1.labels, (t1.inputs[:, 1] % 29 + t1.inputs[:, 3] % 31) % 113)
+    assert torch.equal(t2.labels, (t2.inputs[:, 1] % 29 + t2.inputs[:, 2] % 23) % 113)
+
+
+def test_probe_main_end_to_end(tiny_arithmetic_model, tmp_path):
+    import json
+
+    from edge_pruning.probing.run import probe_main
+
+    path, _ = tiny_arithmetic_model
+    cfg = _write(tmp_path / "probe.yaml", f"""
+description: tiny
+dataset: disambiguation
+models: {{final: {path / 'final'}}}
+output_dir: {tmp_path / 'out'}
+settings:
+  position: 2
+  train_size: 400
+  random_ablations: 2
+  fit: {{epochs: 2, batch_size: 200}}
+probes:
+  - {{variables: [a2, a_plus_b], operations: [mlp]}}
+baselines: {{classifier: {{epochs: 1}}}}
+overlaps: [["final:task0:a2:mlp", "final:task0:a_plus_b:mlp"]]
+""")
+    results = probe_main(["--config", str(cfg)])
+    on_disk = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [p["id"] for p in on_disk["probes"]] == ["final:task0:a2:mlp", "final:task0:a_plus_b:mlp"]
+    probe = on_disk["probes"][0]
+    assert probe["maskable_weights"] == 2 * 32 * 64 and 0 <= probe["circuit_weights"] <= probe["maskable_weights"]
+    assert len(probe["ablation"]["task0"]["random_ablated"]) in (0, 2)
+    assert {"linear_resid_post", "mlp_attn_update", "amnesic_resid_mid"} <= set(on_disk["baselines"][0])
+    assert on_disk["overlaps"][0]["total"] == probe["maskable_weights"]
+    assert (tmp_path / "out" / "knn_accuracy.png").is_file() and (tmp_path / "out" / "probe.log").is_file()
+    assert results["probes"] == on_disk["probes"]
+
+
+def test_config_errors_name_the_key_and_the_file(tmp_path):
+    from edge_pruning.probing.config import load_config
+    from edge_pruning.probing.run import ProbeConfig
+
+    base = "dataset: disambiguation\nmodels: {final: x}\noutput_dir: o\nprobes: [{variables: [a2]}]\n"
+    bad = _write(tmp_path / "bad.yaml", base + "epochz: 3\n")
+    with pytest.raises(UserError, match=r"unknown key 'epochz'.*bad\.yaml"):
+        load_config(ProbeConfig, bad)
+    bad = _write(tmp_path / "var.yaml", base.replace("[a2]", "[a3]"))
+    with pytest.raises(UserError, match=r"no variable 'a3'.*var\.yaml: probes"):
+        load_config(ProbeConfig, bad)
+    bad = _write(tmp_path / "type.yaml", base + "settings: {fit: {epochs: many}}\n")
+    with pytest.raises(UserError, match=r"expected int.*type\.yaml: settings: fit: epochs"):
+        load_config(ProbeConfig, bad)
+    bad = _write(tmp_path / "op.yaml", base.replace("[a2]}", "[a2], operations: [ffn]}"))
+    with pytest.raises(UserError, match=r"'ffn' is not one of"):
+        load_config(ProbeConfig, bad)
+
+
+def test_missing_model_is_one_line_error(tmp_path, capsys):
+    from edge_pruning.cli import run_cli
+    from edge_pruning.probing.run import probe_main
+
+    cfg = _write(tmp_path / "p.yaml", f"dataset: disambiguation\nmodels: {{final: {tmp_path / 'nope'}}}\n"
+                 f"output_dir: {tmp_path / 'o'}\nprobes: [{{variables: [a2]}}]\n")  # fmt: skip
+    with pytest.raises(SystemExit) as e:
+        run_cli(probe_main, ["--config", str(cfg)])
+    assert e.value.code == 2
+    assert "no model here" in capsys.readouterr().err
