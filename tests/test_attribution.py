@@ -143,8 +143,8 @@ def test_greedy_selection_is_connected_to_the_output(model, n):
 
 
 def test_area_summaries():
-    assert area_summaries([0.0, 0.5, 1.0], [1.0, 1.0, 1.0]) == {"CPR": 1.0, "CMD": 0.0}
-    assert area_summaries([0.0, 1.0], [0.0, 1.0]) == pytest.approx({"CPR": 0.5, "CMD": 0.5})
+    assert area_summaries([0.0, 0.5, 1.0], [1.0, 1.0, 1.0]) == {"f_area": 1.0, "one_minus_f_area": 0.0}
+    assert area_summaries([0.0, 1.0], [0.0, 1.0]) == pytest.approx({"f_area": 0.5, "one_minus_f_area": 0.5})
 
 
 def test_full_and_empty_circuits_bracket_the_metric(model, examples):

@@ -1,5 +1,6 @@
 """Compare Edge Pruning with EAP and EAP-IG on one model and task: the same graph,
-the same intervention, circuits of the same sizes, one table and one plot.
+the same intervention, circuits of the same sizes, one table and one plot. Its areas
+(`f_area`, `one_minus_f_area`) are ours; MIB's CPR and CMD are `src/eval/mib.py`'s.
 
     python src/eval/compare_methods.py -m data/models/smollm2-135m -t ioi \
         --ep-runs runs/smollm2_ioi/* -o assets/smollm2_ioi_comparison
@@ -106,7 +107,7 @@ def compare_main(argv: list[str] | None = None) -> dict:
         summaries[method] = area_summaries([q.edge_fraction for q in mine], [q.faithfulness for q in mine])
         mid = min(sizes, key=lambda n: abs(n - 0.02 * n_total))
         export_scored_circuit(out / f"circuit_{method}.json", graph, method, scores, top_n_edges(graph, scores, mid), {"task": task.name, "model": args.model})
-        logger.info(f"{method}: {timings[method]:.1f} s, CPR {summaries[method]['CPR']:.3f}")
+        logger.info(f"{method}: {timings[method]:.1f} s, f area {summaries[method]['f_area']:.3f}")
 
     ep_checkpoints = []
     for run in args.ep_runs:

@@ -1,11 +1,13 @@
 """Faithfulness curves: circuits of the same sizes from every method, evaluated with
-the same intervention, and their area summaries (CPR/CMD, as in the MIB benchmark).
+the same intervention, and their area summaries.
 
 For a circuit C, normalised faithfulness is f(C) = (m(C) - m(empty)) / (m(full) -
-m(empty)) with m the task metric (logit or probability difference). CPR is the
-area under f over the edge fractions (trapezoids, fraction on a linear axis from
-the smallest fraction to 1), higher is better; CMD is the area under |1 - f|,
-lower is better.
+m(empty)) with m the task metric (logit or probability difference). `f_area` is the
+area under f over the circuits' edge fractions (trapezoids, fraction on a linear axis
+from the smallest to 1), higher is better; `one_minus_f_area` the area under |1 - f|,
+lower is better. They are not MIB's CPR and CMD: these circuits are the top-n by
+|score| for both (MIB ranks by the signed score for CPR), over all our edges, without
+MIB's node pruning, and the axis is the edges counted. MIB's own are in `mib_eval`.
 """
 
 from __future__ import annotations
@@ -75,13 +77,14 @@ def circuit_metric(
 
 
 def area_summaries(fractions: list[float], faithfulness: list[float]) -> dict[str, float]:
-    """CPR (area under f) and CMD (area under |1 - f|), trapezoids over the fractions."""
+    """`f_area` (area under f) and `one_minus_f_area` (area under |1 - f|), trapezoids
+    over the fractions."""
     pairs = sorted(zip(fractions, faithfulness))
-    cpr = cmd = 0.0
+    under = from_1 = 0.0
     for (x0, f0), (x1, f1) in zip(pairs, pairs[1:]):
-        cpr += (x1 - x0) * (f0 + f1) / 2
-        cmd += (x1 - x0) * (abs(1 - f0) + abs(1 - f1)) / 2
-    return {"CPR": cpr, "CMD": cmd}
+        under += (x1 - x0) * (f0 + f1) / 2
+        from_1 += (x1 - x0) * (abs(1 - f0) + abs(1 - f1)) / 2
+    return {"f_area": under, "one_minus_f_area": from_1}
 
 
 def save_curves(points: list[CurvePoint], summaries: dict[str, dict[str, float]], out_dir: str | os.PathLike, title: str) -> dict[str, Path]:
@@ -102,7 +105,7 @@ def save_curves(points: list[CurvePoint], summaries: dict[str, dict[str, float]]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for method in dict.fromkeys(p.method for p in points):
         mine = sorted((p for p in points if p.method == method), key=lambda p: p.n_edges)
-        label = method + (f" (CPR {summaries[method]['CPR']:.3f})" if method in summaries else "")
+        label = method + (f" (f area {summaries[method]['f_area']:.3f})" if method in summaries else "")
         axes[0].plot([p.n_edges for p in mine], [p.faithfulness for p in mine], "o-", label=label)
         axes[1].plot([p.n_edges for p in mine], [max(p.kl, KL_FLOOR) for p in mine], "o-", label=method)
     for ax, ylabel in zip(axes, ("normalised faithfulness", "KL(full || circuit)")):
