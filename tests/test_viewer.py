@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -154,6 +156,20 @@ def test_two_circuits_in_chromium(tmp_path, page_factory):
     assert errors == []
 
 
+def test_opening_state_and_screenshot_flag(tmp_path, page_factory):
+    open_page, errors = page_factory
+    shot, html = tmp_path / "shot.png", tmp_path / "c.html"
+    # A process of its own: playwright runs one sync session per process, the fixture's.
+    subprocess.run([sys.executable, "-m", "edge_pruning", "view", write_scored(tmp_path / "c.json"), "-o", html,
+                    "--top", "5", "--select", "a1.h1", "--screenshot", shot], check=True)  # fmt: skip
+    assert shot.read_bytes()[:4] == b"\x89PNG"
+    page = open_page(html)
+    assert len(drawn_edges(page)) == 5 and page.input_value("#topn") == "5"
+    assert page.locator("#graph g.node.selected").count() == 1
+    assert page.text_content("#selection").startswith("a1.h1: 1 edges in, 0 out")  # a1.h1 -> resid_post ranks 7th
+    assert errors == []
+
+
 def test_checkpoint_circuit_is_the_one_vis_exports(tiny_gpt2, tmp_path):
     from edge_pruning.models import load_circuit_model
 
@@ -208,6 +224,7 @@ def test_page_is_self_contained(tmp_path):
         (["a.json", "a.json", "a.json"], "one or two circuits"),
         (["a.json", "--scores", "m.safetensors"], "--model"),
         (["bad.json"], "bad.json"),
+        (["a.json", "--select", "a7.h0"], "--select"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, monkeypatch, capsys, args, fragment):

@@ -230,8 +230,9 @@ def reader_target(reader: str, graph: CircuitGraph | None) -> tuple[str, str, li
     raise UserError(f"not a reader name: {reader!r} (expected a{{L}}.h{{H}}.q|k|v, m{{L}} or resid_post)")
 
 
-def page_data(circuits: list[ViewedCircuit], title: str) -> dict:
-    """Everything the page draws: nodes with positions, edges with per-circuit ranks."""
+def page_data(circuits: list[ViewedCircuit], title: str, top: int | None = None, select: str | None = None) -> dict:
+    """Everything the page draws: nodes with positions, edges with per-circuit ranks,
+    and the state it opens in (`top` edges by score, `select`ed node)."""
     graph = next((c.graph for c in circuits if c.graph is not None), None)
     edges: dict[tuple[str, str], dict] = {}
     for i, c in enumerate(circuits):
@@ -248,6 +249,10 @@ def page_data(circuits: list[ViewedCircuit], title: str) -> dict:
         names |= {w.name for w in graph.writers} | {"resid_post"}
     nodes = [node_of(n) | {"drawn": n in drawn} for n in sorted(names, key=node_sort_key)]
     layout(nodes)
+    if select is not None and select not in drawn:
+        raise UserError(f"{select!r} is not a node of the circuit", "--select")
+    if top is not None and top < 1:
+        raise UserError(f"must be at least 1, got {top}", "--top")
     return {
         "title": title,
         "circuits": [
@@ -255,6 +260,7 @@ def page_data(circuits: list[ViewedCircuit], title: str) -> dict:
             for c in circuits
         ],
         "embedding_nodes": any(n["kind"] == "embed" for n in nodes),
+        "initial": {"top": top, "selected": select},
         "nodes": nodes,
         "edges": sorted(edges.values(), key=lambda e: (node_sort_key(e["w"]), node_sort_key(e["t"]), e["r"])),
     }
@@ -294,11 +300,11 @@ def d3_source() -> str:
     return (Path(spec.origin).parent / "js" / "d3.v5.min.js").read_text()
 
 
-def render_html(circuits: list[ViewedCircuit], title: str | None = None) -> str:
+def render_html(circuits: list[ViewedCircuit], title: str | None = None, top: int | None = None, select: str | None = None) -> str:
     assets = resources.files("edge_pruning") / "viewer_assets"
     title = title or " vs ".join(Path(c.label).name if Path(c.label).name != "edges.json" else c.label for c in circuits)
     # "<\/" is JSON for "</": no edge or label can close the data's <script>.
-    data = json.dumps(page_data(circuits, title), separators=(",", ":")).replace("</", "<\\/")
+    data = json.dumps(page_data(circuits, title, top, select), separators=(",", ":")).replace("</", "<\\/")
     parts = {
         "TITLE": title.replace("&", "&amp;").replace("<", "&lt;"),
         "CSS": (assets / "viewer.css").read_text(),
@@ -310,6 +316,27 @@ def render_html(circuits: list[ViewedCircuit], title: str | None = None) -> str:
     return re.sub(r"/\*(TITLE|CSS|D3|DATA|APP)\*/", lambda m: parts[m.group(1)], (assets / "viewer.html").read_text())
 
 
+def screenshot(html: Path, png: Path, width: int = 1400, height: int = 1000) -> None:
+    """The page as headless Chromium shows it (Debian's `chromium`, driven by playwright)."""
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        raise UserError("needs chromium (scripts/setup.sh installs it)", "--screenshot")
+    from playwright.sync_api import sync_playwright
+
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=args)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto(html.resolve().as_uri())
+            page.screenshot(path=str(png))
+        finally:
+            browser.close()
+
+
 def view_main(argv: list[str] | None = None) -> Path:
     p = argparse.ArgumentParser(prog="python -m edge_pruning view", description="Write a circuit (or two) as one self-contained HTML page")
     p.add_argument("circuits", nargs="+", metavar="CIRCUIT", help="edges.json, scored circuit JSON, pruned checkpoint or recorded run; two to compare")
@@ -318,6 +345,9 @@ def view_main(argv: list[str] | None = None) -> Path:
                    help="masks safetensors scoring each edges.json (log_alpha), one per circuit; '-' for none")
     p.add_argument("--model", default=None, help="base checkpoint whose config gives the graph --scores index")
     p.add_argument("-t", "--title", default=None)
+    p.add_argument("--top", type=int, default=None, help="open with the top N edges by score drawn (default: all)")
+    p.add_argument("--select", default=None, metavar="NODE", help="open with NODE clicked (e.g. a9.h6)")
+    p.add_argument("--screenshot", default=None, metavar="PNG", help="also write what headless Chromium shows")
     args = p.parse_args(argv)
     if len(args.circuits) > 2:
         raise UserError(f"one or two circuits, got {len(args.circuits)}", "CIRCUIT")
@@ -327,7 +357,10 @@ def view_main(argv: list[str] | None = None) -> Path:
     scores = [None if s == "-" else s for s in scores] + [None] * (len(args.circuits) - len(scores))
     circuits = [load_circuit(c, s, args.model) for c, s in zip(args.circuits, scores)]
     out = Path(args.out)
-    out.write_text(render_html(circuits, args.title))
+    out.write_text(render_html(circuits, args.title, args.top, args.select))
     sizes = ", ".join(f"{len(c.edges)} edges" for c in circuits)
     print(f"{sizes}: viewer written to {out} ({out.stat().st_size / 1024:.0f} KiB)")
+    if args.screenshot:
+        screenshot(out, Path(args.screenshot))
+        print(f"screenshot written to {args.screenshot}")
     return out

@@ -19,11 +19,12 @@
   const scored = circuits.filter((c) => c.scored);
   const maxN = Math.max(1, ...circuits.map((c) => c.n_edges));
   const slider = document.getElementById("topn");
-  state.n = maxN;
+  state.n = scored.length && DATA.initial.top ? Math.min(DATA.initial.top, maxN) : maxN;
+  state.selected = DATA.initial.selected;
   if (scored.length) {
     document.getElementById("topn-box").hidden = false;
     slider.max = maxN;
-    slider.value = maxN;
+    slider.value = state.n;
     document.getElementById("score-name").textContent = [...new Set(scored.map((c) => c.score_name))].join(" / ");
     slider.addEventListener("input", () => { state.n = +slider.value; update(); });
   }
