@@ -124,3 +124,7 @@ def test_eval_script_scores_attribution_and_circuits(tiny_gpt2, tmp_path):
     assert (out / "circuits" / "eap_patching_edge" / f"ioi_{tiny_gpt2.name}" / "importances.pt").exists()
     assert (out / "results" / "eap_patching_edge" / f"ioi_{tiny_gpt2.name}_validation_abs-False.pkl").exists()
     assert (out / "mib_faithfulness.png").exists() and (out / "mib_eval.log").exists()
+    # a later run joins the earlier one's methods into its table
+    later = mib_eval_main(["-m", str(tiny_gpt2), "-d", str(FIXTURES / "ioi"), "--circuit", f"again={tmp_path / 'c.json'}",
+                           "--include", str(out), "-o", str(tmp_path / "out2")])  # fmt: skip
+    assert later["scores"] == {**summary["scores"], "again": summary["scores"]["mine"]}

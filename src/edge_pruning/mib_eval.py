@@ -221,6 +221,22 @@ def _save_results(out: Path, method: str, task: str, model: str, split: str, res
         Path(f"{stem}.json").write_text(json.dumps(asdict(curve), indent=2))
 
 
+def read_results(folder: Path, split: str) -> list[MIBScores]:
+    """The methods of an earlier output folder (its results/*/*.json curves)."""
+    out = []
+    for method_dir in sorted((folder / "results").glob("*_patching_edge")):
+        curves = {}
+        for path in sorted(method_dir.glob(f"*_{split}_abs-*.json")):
+            curve = MIBCurve(**json.loads(path.read_text()))
+            curves[curve.ranking] = curve
+        if "circuits" in curves:
+            c = curves["circuits"]
+            out.append(MIBScores(c.method, c.area_under, c.area_from_1, curves))
+        elif curves:
+            out.append(MIBScores(curves["signed"].method, curves["signed"].area_under, curves["absolute"].area_from_1, curves))
+    return out
+
+
 def _plot(results: list[MIBScores], path: Path, title: str) -> None:
     import matplotlib
 
@@ -289,10 +305,14 @@ def mib_eval_main(argv: list[str] | None = None) -> dict:
     p.add_argument("--attribution-split", default="train")
     p.add_argument("--n-attribution", type=int, default=32)
     p.add_argument("--ig-steps", type=int, default=5)
+    p.add_argument("--include", nargs="*", default=[], metavar="OUT",
+                   help="output folders of earlier runs on the same model, task and examples: their methods join the table")
     p.add_argument("-o", "--out", required=True)
     args = p.parse_args(argv)
     if not args.circuit and not args.attribute:
         raise UserError("nothing to evaluate: give --circuit NAME=PATH or --attribute METHOD")
+    if any(not all(c.isalnum() or c in "-_." for c in spec.partition("=")[0]) for spec in args.circuit):
+        raise UserError("--circuit NAME may hold only letters, digits, '-', '_' and '.' (it names files)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with _log_to(out / "mib_eval.log"):
@@ -328,6 +348,16 @@ def mib_eval_main(argv: list[str] | None = None) -> dict:
                 todo.append((method, mib_scores, None))
         todo += [load_circuit(spec, evaluator) for spec in args.circuit]
         results = []
+        for folder in args.include:
+            earlier = json.loads((Path(folder) / "summary.json").read_text())
+            same = all(earlier[k] == v for k, v in (("task", mib_task), ("model", mib_model), ("split", args.split),
+                                                    ("n_examples", len(examples)), ("n_edges", evaluator.n_edges)))
+            if not same or abs(earlier["full_metric"] - evaluator.full_metric) > 1e-4:
+                raise UserError("--include: another model, task or set of examples", folder)
+            for earlier_result in read_results(Path(folder), args.split):
+                _save_results(out, earlier_result.method, mib_task, mib_model, args.split, earlier_result)
+                results.append(earlier_result)
+            seconds.update({f"{k} ({folder})": v for k, v in earlier["seconds"].items()})
         for name, scores, circuits in todo:
             t0 = time.time()
             result = evaluator.score(name, scores, circuits)
