@@ -3,7 +3,7 @@
 #   bash run_scripts/mib_eval_smollm2_ioi.sh attribution   # EAP, EAP-IG (inputs, activations)
 #   bash run_scripts/mib_eval_smollm2_ioi.sh edge-pruning  # the run of mib_smollm2_ioi.sh; with the above in its table
 # Both on the --ungroup_kv graph (K/V per query head, as MIB reads them), 100 validation
-# prompts, batch 20 (MIB's default); attribution on 32 train prompts, IG with 5 steps.
+# prompts, batch 20 (MIB's default); attribution on 100 train prompts, IG with 5 steps (MIB's defaults).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PY="${PYTHON:-$ROOT/.venv/bin/python}"
@@ -17,7 +17,7 @@ COMMON=(-m "$MODEL" -t mib-ioi -d "$DATA" -s validation -n "$N" -b 20 --ungroup_
 case "${1:-}" in
   attribution)
     "$PY" "$ROOT/src/eval/mib.py" "${COMMON[@]}" --attribute eap eap-ig-inputs eap-ig-activations \
-      --n-attribution 32 --ig-steps 5 -o "$OUT/attribution" ;;
+      --n-attribution 100 --ig-steps 5 -o "$OUT/attribution" ;;
   edge-pruning)
     "$PY" "$ROOT/src/eval/mib.py" "${COMMON[@]}" --circuit "edge-pruning=$RUN/ioi_smollm2" \
       --circuit "edge-pruning-final=$RUN" --include "$OUT/attribution" -o "$OUT/all" ;;
