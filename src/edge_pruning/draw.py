@@ -11,6 +11,8 @@ a large circuit's edges can then be followed. `auto` (the default) takes `node` 
 
 As in the original, edges are first sanitised by its rule (`-ns` to draw them as given),
 and `-c NAME ...` adds constant inputs: grey edges from each named box to every other.
+Names are read as edges.json writes them: with grouped-query attention a K/V reader
+`a{L}.h{G}.k` (key/value head G) is drawn into head G.
 """
 
 from __future__ import annotations
