@@ -3,6 +3,7 @@ hand computation, the probe on a constructed model whose circuit is known, the c
 test against random masks, the baselines and the entry points."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -325,3 +326,45 @@ def test_missing_model_is_one_line_error(tmp_path, capsys):
         run_cli(probe_main, ["--config", str(cfg)])
     assert e.value.code == 2
     assert "no model here" in capsys.readouterr().err
+
+
+def test_edge_probe_reads_what_the_reader_reads(tiny_arithmetic_model):
+    """The circuit model's MLP-reader input (all edges on) is transformers' residual
+    stream after the attention, and the final reader's is the stream after the block."""
+    from edge_pruning.probing.baselines import block_vectors
+    from edge_pruning.probing.data import dataset_spec
+    from edge_pruning.probing.edges import EdgeProbe, EdgeReader
+    from edge_pruning.probing.run import _load_circuit_model
+    from edge_pruning.probing.train import load_probed_model
+
+    path, _ = tiny_arithmetic_model
+    (train, _), = dataset_spec("disambiguation").generate()
+    x = train.inputs[:50]
+    hf = block_vectors(load_probed_model(path / "final"), x, 0, 2)
+    for reader, location in ((EdgeReader.MLP, "resid_mid"), (EdgeReader.FINAL, "resid_post")):
+        circuit_model = _load_circuit_model(str(path / "final"), Path("."))
+        probe = EdgeProbe(circuit_model, reader, 0)
+        with circuit_model.full_model():
+            got = probe.vectors(x, 2)
+        assert torch.allclose(got, hf[location], atol=1e-5)
+    graph = circuit_model.circuit_graph
+    assert int(probe.into_reader.sum()) == graph.final_site.n_writers_before  # every writer feeds the final residual
+
+
+def test_edge_probe_end_to_end(tiny_arithmetic_model, tmp_path):
+    from edge_pruning.probing.run import probe_main
+
+    path, _ = tiny_arithmetic_model
+    cfg = _write(tmp_path / "edges.yaml", f"""
+dataset: disambiguation
+models: {{final: {path / 'final'}}}
+output_dir: {tmp_path / 'out'}
+settings: {{position: 2}}
+probes: []
+edge_probes:
+  - {{variables: [a2], readers: [mlp], train_size: 300, fit: {{epochs: 1, batch_size: 150}}}}
+""")
+    rec = probe_main(["--config", str(cfg)])["edge_probes"][0]
+    assert rec["reader"] == "mlp0" and rec["reader_edges_total"] == 2 + 2  # two embeddings, two heads
+    assert set(rec["edges_into_reader"]) <= {"tok_embeds", "pos_embeds", "a0.h0", "a0.h1"}
+    assert 0 <= rec["kept_upstream_edges"] <= rec["upstream_edges_total"]

@@ -22,6 +22,7 @@ from ..errors import UserError
 from .baselines import LOCATIONS, ClassifierSettings, amnesic_probe, block_vectors, classifier_accuracy, train_classifier
 from .config import load_config
 from .data import Split, dataset_spec
+from .edges import EdgeProbeGrid, run_edge_probe
 from .evaluation import ablation_test, block_updates, circuit_overlap, nearest_neighbour_accuracy
 from .fit import FitSettings, fit_probe
 from .masks import MaskMethod, MaskUnit
@@ -78,15 +79,16 @@ class ProbeConfig:
     settings: ProbeSettings = field(default_factory=ProbeSettings)
     baselines: BaselineSettings | None = None
     overlaps: list[list[str]] = field(default_factory=list)  # pairs of probe ids
+    edge_probes: list[EdgeProbeGrid] = field(default_factory=list)  # beyond the paper: edge masks
     plot: PlotKind = PlotKind.VARIABLES
 
     def check(self, where: str) -> None:
         spec = dataset_spec(self.dataset)
-        for grid in self.probes:
+        for grid in [*self.probes, *self.edge_probes]:
             for key in grid.models or []:
                 if key not in self.models:
                     raise UserError(f"probe grid names model {key!r}, not one of {sorted(self.models)}", f"{where}: probes")
-            for t in [grid.task, *(grid.eval_tasks or [])]:
+            for t in [grid.task, *(getattr(grid, "eval_tasks", None) or [])]:
                 if not 0 <= t < len(spec.tasks):
                     raise UserError(f"task {t} does not exist (the dataset has {len(spec.tasks)})", f"{where}: probes")
             for v in grid.variables:
@@ -129,6 +131,16 @@ def _load_models(cfg: ProbeConfig, root: Path) -> dict[str, torch.nn.Module]:
         p = Path(path)
         out[key] = load_probed_model(p if p.is_absolute() else root / p)
     return out
+
+
+def _load_circuit_model(path: str, root: Path):
+    """Edge Pruning's circuit model of a probed checkpoint, every mask on, embeddings as nodes."""
+    from ..models import load_circuit_model
+
+    p = Path(path)
+    p = p if p.is_absolute() else root / p
+    load_probed_model(p)  # the same check and message as for the circuit probes
+    return load_circuit_model(str(p), with_embedding_nodes=True).float()  # a float16 checkpoint loads as such
 
 
 def _probe_data(split: Split, variable: str, size: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -225,8 +237,17 @@ def run(cfg: ProbeConfig, root: Path = Path(".")) -> dict:
                 cb = load_file(out / "circuits" / f"{b.replace(':', '_')}.safetensors")
                 ov = circuit_overlap(ca, cb)
                 overlaps.append({"a": a, "b": b, **asdict(ov), "ratio_to_chance": ov.ratio_to_chance})
-        results = {"description": cfg.description, "config": _plain(asdict(cfg)),
-                   "probes": [asdict(r) for r in records], "baselines": baselines, "overlaps": overlaps}  # fmt: skip
+        edge_records = []
+        edge_jobs = [(key, grid, reader, v) for grid in cfg.edge_probes for key in (grid.models or list(cfg.models))
+                     for reader in grid.readers for v in grid.variables]  # fmt: skip
+        for key, grid, reader, variable in tqdm(edge_jobs, desc="edge probes"):
+            circuit_model = _load_circuit_model(cfg.models[key], root)
+            rec = run_edge_probe(circuit_model, key, grid, reader, variable, splits, cfg.settings.position,
+                                 cfg.settings.knn_per_class)  # fmt: skip
+            logger.info("%s", json.dumps(asdict(rec)))
+            edge_records.append(asdict(rec))
+        results = {"description": cfg.description, "config": _plain(asdict(cfg)), "probes": [asdict(r) for r in records],
+                   "baselines": baselines, "overlaps": overlaps, "edge_probes": edge_records}  # fmt: skip
         (out / "results.json").write_text(json.dumps(results, indent=1))
         from .plots import plot_results
 
