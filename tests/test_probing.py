@@ -368,3 +368,18 @@ edge_probes:
     assert rec["reader"] == "mlp0" and rec["reader_edges_total"] == 2 + 2  # two embeddings, two heads
     assert set(rec["edges_into_reader"]) <= {"tok_embeds", "pos_embeds", "a0.h0", "a0.h1"}
     assert 0 <= rec["kept_upstream_edges"] <= rec["upstream_edges_total"]
+
+
+def test_per_layer_ablation_removes_one_layer_of_the_circuit():
+    probe = CircuitProbe(constructed_model(), 0, "mlp", MaskMethod.CONTINUOUS, MaskUnit.NEURON)
+    truth = known_circuit(MaskUnit.NEURON)
+    with torch.no_grad():
+        for name, m in probe.layers():
+            m.mask_params.copy_(truth[name] * 2 - 1)
+    x, y = constructed_data(100, 4)
+    res = ablation_test(probe, x, y, n_random=0)
+    # Either layer's share of the circuit carries the whole variable.
+    assert res.per_layer == {"mlp_c_fc": 0.0, "mlp_c_proj": 0.0}
+    with torch.no_grad():  # a circuit in c_fc only: removing c_proj's (empty) part changes nothing
+        probe.masked["mlp_c_proj"].mask_params.fill_(-1.0)
+    assert ablation_test(probe, x, y, n_random=0).per_layer["mlp_c_proj"] == 1.0

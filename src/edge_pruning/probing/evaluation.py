@@ -88,6 +88,7 @@ class AblationResult:
     vanilla: float  # the model as trained
     ablated: float  # the circuit removed
     random_ablated: list[float]  # random masks of the same size removed (empty: none exist)
+    per_layer: dict[str, float]  # the circuit removed from one layer only (the original's ablate sets)
 
     @property
     def random_mean(self) -> float | None:
@@ -108,7 +109,11 @@ def ablation_test(probe: CircuitProbe, inputs: torch.Tensor, labels: torch.Tenso
             break
         with probe.state(override=masks):
             randoms.append(task_accuracy(probe, inputs, labels))
-    return AblationResult(vanilla, ablated, randoms)
+    per_layer = {}
+    for name, _ in probe.layers():
+        with probe.state(ablate=True, only=name):
+            per_layer[name] = task_accuracy(probe, inputs, labels)
+    return AblationResult(vanilla, ablated, randoms, per_layer)
 
 
 @dataclass

@@ -111,11 +111,13 @@ class CircuitProbe(nn.Module):
         return {name: m.hard_mask().expand_as(m.base.weight).clone() for name, m in self.layers()}
 
     @contextlib.contextmanager
-    def state(self, use_mask: bool = True, ablate: bool = False, override: dict[str, torch.Tensor] | None = None):
-        """Run with masks off, the circuit removed (`ablate`), or explicit masks."""
+    def state(self, use_mask: bool = True, ablate: bool = False, override: dict[str, torch.Tensor] | None = None,
+              only: str | None = None):  # fmt: skip
+        """Run with masks off, the circuit removed (`ablate`), or explicit masks; with
+        `only`, in that layer alone (the others unmasked)."""
         saved = [(m.use_mask, m.ablate, m.override) for _, m in self.layers()]
         for name, m in self.layers():
-            m.use_mask, m.ablate = use_mask, ablate
+            m.use_mask, m.ablate = use_mask and (only is None or name == only), ablate
             m.override = None if override is None else override[name]
         try:
             yield self
