@@ -383,3 +383,21 @@ def test_per_layer_ablation_removes_one_layer_of_the_circuit():
     with torch.no_grad():  # a circuit in c_fc only: removing c_proj's (empty) part changes nothing
         probe.masked["mlp_c_proj"].mask_params.fill_(-1.0)
     assert ablation_test(probe, x, y, n_random=0).per_layer["mlp_c_proj"] == 1.0
+
+
+def test_amnesic_patching_with_the_unerased_vectors_changes_nothing(tiny_arithmetic_model):
+    from edge_pruning.probing.baselines import block_vectors, patched_accuracy
+    from edge_pruning.probing.data import dataset_spec
+    from edge_pruning.probing.train import load_probed_model
+
+    path, _ = tiny_arithmetic_model
+    model = load_probed_model(path / "final")
+    (train, _), = dataset_spec("disambiguation").generate()
+    x, y = train.inputs[:300], train.labels[:300]
+    vanilla = float((model(x).logits[:, -1].argmax(-1) == y).double().mean())
+    vectors = block_vectors(model, x, 0, 2)
+    for location in ("resid_mid", "resid_post"):
+        assert patched_accuracy(model, x, y, 0, 2, location, vectors[location]) == vanilla
+    # resid_post at the last position is what ln_f reads (transformers' hidden_states).
+    hidden = model(x, output_hidden_states=True).hidden_states[-1][:, 2]
+    assert torch.allclose(model.transformer.ln_f(vectors["resid_post"]), hidden, atol=1e-5)
