@@ -147,7 +147,7 @@ DATASETS = {
 }
 
 
-def dataset_spec(name: str) -> DatasetSpec:
+def dataset_spec(name: str, where: str = "dataset") -> DatasetSpec:
     if name not in DATASETS:
-        raise UserError(f"unknown dataset {name!r} (known: {', '.join(DATASETS)})", "dataset")
+        raise UserError(f"unknown dataset {name!r} (known: {', '.join(DATASETS)})", where)
     return DATASETS[name]

@@ -83,7 +83,7 @@ class ProbeConfig:
     plot: PlotKind = PlotKind.VARIABLES
 
     def check(self, where: str) -> None:
-        spec = dataset_spec(self.dataset)
+        spec = dataset_spec(self.dataset, f"{where}: dataset")
         for grid in [*self.probes, *self.edge_probes]:
             for key in grid.models or []:
                 if key not in self.models:

@@ -58,7 +58,7 @@ class TrainConfig:
             raise UserError("batch_size must be >= 1 (or null for full batch)", where)
         if self.save_dtype not in ("float32", "float16"):
             raise UserError(f"save_dtype must be float32 or float16, got {self.save_dtype!r}", where)
-        dataset_spec(self.dataset)
+        dataset_spec(self.dataset, f"{where}: dataset")
 
 
 class TokenDataset(Dataset):
