@@ -19,7 +19,7 @@ import torch
 
 from edge_pruning.cli import run_cli, vis_main
 from edge_pruning.graph import CircuitGraph
-from edge_pruning.viewer import graph_of_model, load_circuit, reader_target, view_main
+from edge_pruning.viewer import graph_of_model, load_circuit, page_data, reader_target, view_main
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -190,7 +190,7 @@ def test_checkpoint_circuit_is_the_one_vis_exports(tiny_gpt2, tmp_path):
     assert [viewed.scores[e] for e in ranked] == sorted(viewed.scores.values(), reverse=True)
 
     # The same masks read through the base model's graph, as for a recorded run.
-    built = graph_of_model(tiny_gpt2, tuple(alphas.shape))
+    built = graph_of_model(tiny_gpt2, lambda g: (g.n_readers, g.n_writers) == tuple(alphas.shape), "masks")
     assert [w.name for w in built.writers] == [w.name for w in graph.writers]
     assert [r.name for r in built.readers] == [r.name for r in graph.readers]
     run = tmp_path / "recorded"
@@ -199,6 +199,14 @@ def test_checkpoint_circuit_is_the_one_vis_exports(tiny_gpt2, tmp_path):
     shutil.copy(ckpt / "model.safetensors", run / "circuit_masks.safetensors")
     recorded = load_circuit(run, model=str(tiny_gpt2))
     assert recorded.edges == expected and recorded.scores == pytest.approx(viewed.scores)
+
+    # A scored circuit naming its model: the page lists every node of the model's graph.
+    rows = [{"writer": w, "reader": r, "score": 0.0, "in_circuit": (w, r) == expected[0]} for w, r in graph.edge_list()]
+    scored = tmp_path / "circuit_eap.json"
+    scored.write_text(json.dumps({"format": "edge-pruning-circuit-v1", "method": "eap", "model": str(tiny_gpt2), "edges": rows}))
+    nodes = page_data([load_circuit(scored)], "t")["nodes"]
+    assert sorted(n["id"] for n in nodes) == sorted([w.name for w in graph.writers] + ["resid_post"])
+    assert {n["id"] for n in nodes if n["drawn"]} == {expected[0][0], reader_target(expected[0][1], graph)[0]}
 
 
 def test_grouped_kv_readers_feed_their_query_heads():

@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Callable
 
 from .circuit import load_edges_json
 from .draw import HEAD, HEAD_INPUT, MLP, node_sort_key
@@ -68,10 +69,10 @@ class ViewedCircuit:
 # ----------------------------------------------------------------------------- loading
 
 
-def graph_of_model(model_path: str | os.PathLike, shape: tuple[int, int] | None = None) -> CircuitGraph:
+def graph_of_model(model_path: str | os.PathLike, fits: Callable[[CircuitGraph], bool], what: str) -> CircuitGraph:
     """The circuit graph of a checkpoint's architecture, built from its config alone (on
-    the meta device, no weights read). With `shape` (readers, writers) of a masks file,
-    the graph options (embedding nodes, ungrouped K/V) that give that shape."""
+    the meta device, no weights read), under the first graph options (embedding nodes,
+    ungrouped K/V) that `fits` accepts; `what` names the circuit in the error otherwise."""
     import torch
     from transformers.utils import logging as hf_logging
 
@@ -79,7 +80,6 @@ def graph_of_model(model_path: str | os.PathLike, shape: tuple[int, int] | None 
 
     check_checkpoint(model_path, weights=False)
     cls = model_class(arch_of_checkpoint(str(model_path)))
-    tried = []
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "a model of type llama to instantiate fllama" is expected here
     try:
@@ -87,12 +87,23 @@ def graph_of_model(model_path: str | os.PathLike, shape: tuple[int, int] | None 
             config = cls.config_class.from_pretrained(model_path, with_embedding_nodes=embeddings, ungroup_kv=ungroup)
             with torch.device("meta"):
                 graph = cls(config).circuit_graph
-            if shape is None or (graph.n_readers, graph.n_writers) == tuple(shape):
+            if fits(graph):
                 return graph
-            tried.append((graph.n_readers, graph.n_writers))
     finally:
         hf_logging.set_verbosity(verbosity)
-    raise UserError(f"the masks are {tuple(shape)} (readers, writers), the model's graphs {sorted(set(tried))}", model_path)
+    raise UserError(f"{what} fits no graph of this model (with or without embedding nodes, grouped or ungrouped K/V)", model_path)
+
+
+def has_edges(edges: list[tuple[str, str]]) -> Callable[[CircuitGraph], bool]:
+    """Whether a graph holds every one of `edges`."""
+
+    def fits(graph: CircuitGraph) -> bool:
+        return all(
+            w in graph.writer_index and r in graph.reader_index and bool(graph.edge_valid[graph.reader_index[r], graph.writer_index[w]])
+            for w, r in edges
+        )
+
+    return fits
 
 
 def read_masks(path: str | os.PathLike):
@@ -139,8 +150,9 @@ def load_checkpoint_circuit(path: Path) -> ViewedCircuit:
     return ViewedCircuit(str(path), edges, scores, "log_alpha", graph=graph)
 
 
-def load_scored_circuit(path: Path, data: dict) -> ViewedCircuit:
-    """The exchange format: the edges marked `in_circuit`, every edge's score."""
+def load_scored_circuit(path: Path, data: dict, model: str | None = None) -> ViewedCircuit:
+    """The exchange format: the edges marked `in_circuit`, every edge's score. The graph
+    is that of `model`, or of the file's `model` when it is on this machine."""
     try:
         rows = [(str(e["writer"]), str(e["reader"]), float(e["score"]), bool(e["in_circuit"])) for e in data["edges"]]
     except (KeyError, TypeError, ValueError) as e:
@@ -148,8 +160,10 @@ def load_scored_circuit(path: Path, data: dict) -> ViewedCircuit:
     method = str(data.get("method", "score"))
     edges = [(w, r) for w, r, _, chosen in rows if chosen]
     scores = {(w, r): s for w, r, s, chosen in rows if chosen}
+    model = model or (data.get("model") if Path(str(data.get("model")), "config.json").is_file() else None)
+    graph = graph_of_model(model, has_edges([(w, r) for w, r, _, _ in rows]), f"{path}'s edges") if model else None
     # Edge Pruning's scores are log_alphas (higher is kept first); EAP's are signed estimates.
-    return ViewedCircuit(str(path), edges, scores, f"{method} score", by_magnitude=method != "edge-pruning")
+    return ViewedCircuit(str(path), edges, scores, f"{method} score", by_magnitude=method != "edge-pruning", graph=graph)
 
 
 def load_circuit(path: str | os.PathLike, scores: str | None = None, model: str | None = None) -> ViewedCircuit:
@@ -170,17 +184,19 @@ def load_circuit(path: str | os.PathLike, scores: str | None = None, model: str 
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"not JSON ({e})", path) from e
     if isinstance(data, dict) and data.get("format") == SCORED_FORMAT:
-        return load_scored_circuit(path, data)
+        return load_scored_circuit(path, data, model)
     try:
         edges = load_edges_json(path)
     except ValueError as e:
         raise UserError(f"not an edges file: {e}", path) from e
     if not scores:
-        return ViewedCircuit(str(path), edges)
+        graph = graph_of_model(model, has_edges(edges), f"{path}'s edges") if model else None
+        return ViewedCircuit(str(path), edges, graph=graph)
     if not model:
         raise UserError("--scores needs --model (the base checkpoint, for the graph the masks index)", scores)
     edge_alphas, _ = read_masks(scores)
-    graph = graph_of_model(model, tuple(edge_alphas.shape))
+    shape = tuple(edge_alphas.shape)
+    graph = graph_of_model(model, lambda g: (g.n_readers, g.n_writers) == shape, f"{scores}'s masks {shape} (readers, writers)")
     return ViewedCircuit(str(path), edges, log_alpha_scores(graph, edge_alphas, edges, scores), "log_alpha", graph=graph)
 
 
@@ -343,7 +359,7 @@ def view_main(argv: list[str] | None = None) -> Path:
     p.add_argument("-o", "--out", default="circuit.html", help="the HTML file (default: circuit.html)")
     p.add_argument("--scores", nargs="+", default=None, metavar="MASKS",
                    help="masks safetensors scoring each edges.json (log_alpha), one per circuit; '-' for none")
-    p.add_argument("--model", default=None, help="base checkpoint whose config gives the graph --scores index")
+    p.add_argument("--model", default=None, help="base checkpoint whose config gives the graph: the one --scores index; for any circuit, grouped K/V heads and every node")
     p.add_argument("-t", "--title", default=None)
     p.add_argument("--top", type=int, default=None, help="open with the top N edges by score drawn (default: all)")
     p.add_argument("--select", default=None, metavar="NODE", help="open with NODE clicked (e.g. a9.h6)")
