@@ -184,3 +184,16 @@ def test_cli_sweep_and_resume(tiny_gpt2, tmp_path):
     assert "edges kept" in (out / "acdc.log").read_text()
     with pytest.raises(UserError, match="--tau"):
         acdc_main(list(map(str, ["-m", tiny_gpt2, "-n", "4", "--tau", "-1", "-o", tmp_path / "bad", "--no-progress"])))
+
+
+def test_tracr_roc_of_the_acdc_sweep(tmp_path):
+    from edge_pruning.tracr_baselines import tracr_baselines_main
+
+    results = tracr_baselines_main(["--tasks", "xproportion", "--methods", "eap", "--acdc", "--acdc-taus", "1e-5", "0.01", "1",
+                                    "-o", str(tmp_path)])  # fmt: skip
+    acdc = results[-1]
+    assert acdc.method == "acdc (τ=0.001)" and acdc.precision == acdc.recall == 1.0
+    assert acdc.roc[0] == (0.0, 0.0) and acdc.roc[-1] == (1.0, 1.0) and acdc.roc_auc == 1.0
+    assert all(a <= b for a, b in zip(acdc.roc, acdc.roc[1:]))
+    with pytest.raises(ValueError, match="TASK=DIR"):
+        tracr_baselines_main(["--tasks", "xproportion", "--methods", "--ugs-runs", "nothing", "-o", str(tmp_path)])
