@@ -11,10 +11,12 @@ precision), and each step reads its batch's rows.
 
 Exactness: a step given the cached rows computes what it would have computed, bit for
 bit, where the model's kernels give an example the same values whatever else is in its
-batch and however far the batch is padded. That held at the SmolLM2-135M shape on the
-CPU at 1 thread; at tiny shapes (and in general on GPUs) the per-step passes themselves
-differ in the last bits with the batch's length, and the cached run agrees to rounding
-(tests/test_cache.py states the tolerances). To reproduce the padded parts too, each
+batch and however far the batch is padded. At the SmolLM2-135M shape on the CPU (1
+thread) single steps were bitwise equal; at tiny shapes (and in general on GPUs) the
+per-step passes themselves differ in the last bits with the batch's length. Over a run,
+last-bit differences can grow (the hard-concrete clamps and Adam's normalised steps
+amplify them), so runs agree to rounding early and statistically later: bench/RESULTS.md
+has both, and tests/test_cache.py states its tolerances. To reproduce the padded parts too, each
 example's states are kept at every position up to the longest training example (a
 padded position's state depends only on the example and the position: pad keys are
 masked out), and its logits at as many scored positions as the example with most, the
