@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -153,8 +154,9 @@ def train(cfg: TrainConfig) -> dict:
             return control
 
     batch = cfg.batch_size or len(train_split)
+    scratch = tempfile.TemporaryDirectory()  # the Trainer's own output (it saves nothing here)
     args = TrainingArguments(
-        output_dir=str(out / "trainer"), per_device_train_batch_size=batch, max_steps=cfg.max_steps,
+        output_dir=scratch.name, per_device_train_batch_size=batch, max_steps=cfg.max_steps,
         learning_rate=cfg.lr, weight_decay=cfg.weight_decay, adam_beta1=cfg.betas[0], adam_beta2=cfg.betas[1],
         lr_scheduler_type="constant_with_warmup", warmup_steps=cfg.warmup_steps, logging_steps=cfg.eval_every,
         save_strategy="no", report_to=[], use_cpu=not torch.cuda.is_available(), seed=cfg.model_seed,
@@ -166,6 +168,7 @@ def train(cfg: TrainConfig) -> dict:
         callbacks=[Progress()],
     )  # fmt: skip
     trainer.train()
+    scratch.cleanup()
     step = trainer.state.global_step
     final = {"step": step, "train_acc": accuracy(model, train_split), "test_acc": accuracy(model, test_split)}
     if not history or history[-1]["step"] != step:
