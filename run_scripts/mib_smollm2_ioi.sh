@@ -5,6 +5,8 @@
 # MIB's 123,211 edges (the --ungroup_kv graph: K/V per query head, as MIB reads them).
 #   bash run_scripts/mib_smollm2_ioi.sh            # 450 steps
 #   STEPS=40 bash run_scripts/mib_smollm2_ioi.sh   # a quick look
+# Then MIB's evaluation of its nine circuits and of its final masks' scores
+# (run_scripts/mib_eval_smollm2_ioi.sh edge-pruning).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PY="${PYTHON:-$ROOT/.venv/bin/python}"
@@ -25,3 +27,4 @@ OUT="${OUT:-$ROOT/data/runs/smollm2-mib-ioi}"
   --target_edge_sparsity 0.9992 --target_node_sparsity 0.7 --with_embedding_nodes --disable_node_loss --ungroup_kv \
   --max_eval_samples 100 --per_device_eval_batch_size 16 --output_dir "$OUT" --save_steps 100 --logging_steps 5 \
   --report_to none --seed 42
+RUN="$OUT" bash "$ROOT/run_scripts/mib_eval_smollm2_ioi.sh" edge-pruning

@@ -309,8 +309,8 @@ def mib_eval_main(argv: list[str] | None = None) -> dict:
                    help="output folders of earlier runs on the same model, task and examples: their methods join the table")
     p.add_argument("-o", "--out", required=True)
     args = p.parse_args(argv)
-    if not args.circuit and not args.attribute:
-        raise UserError("nothing to evaluate: give --circuit NAME=PATH or --attribute METHOD")
+    if not args.circuit and not args.attribute and not args.include:
+        raise UserError("nothing to evaluate: give --circuit NAME=PATH, --attribute METHOD or --include OUT")
     if any(not all(c.isalnum() or c in "-_." for c in spec.partition("=")[0]) for spec in args.circuit):
         raise UserError("--circuit NAME may hold only letters, digits, '-', '_' and '.' (it names files)")
     out = Path(args.out)
