@@ -27,4 +27,4 @@ OUT="${OUT:-$ROOT/data/runs/smollm2-mib-ioi}"
   --target_edge_sparsity 0.9992 --target_node_sparsity 0.7 --with_embedding_nodes --disable_node_loss --ungroup_kv \
   --max_eval_samples 100 --per_device_eval_batch_size 16 --output_dir "$OUT" --save_steps 100 --logging_steps 5 \
   --report_to none --seed 42
-RUN="$OUT" bash "$ROOT/run_scripts/mib_eval_smollm2_ioi.sh" edge-pruning
+RUN="$OUT" OUT="${EVAL_OUT:-$ROOT/data/runs/mib-eval-smollm2-ioi}" bash "$ROOT/run_scripts/mib_eval_smollm2_ioi.sh" edge-pruning
