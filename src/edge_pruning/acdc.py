@@ -187,16 +187,11 @@ class ACDCStopped(Exception):
     """Raised inside the loop when the run's evaluation or time budget is spent."""
 
 
-def _reader_layer(graph, r: int) -> int:
-    reader = graph.readers[r]
-    return reader.layer  # resid_post has layer n_layers: the forward runs no layer
-
-
 def load_state(path: Path, config: ACDCConfig) -> ACDCState | None:
     """The saved state at `path` if there is one; an error if it was made with other settings."""
     if not path.is_file():
         return None
-    data = torch.load(path, weights_only=False)
+    data = torch.load(path, weights_only=True)
     saved = data.get("config", {})
     for key, value in config.as_dict().items():
         if saved.get(key) != value:
@@ -263,7 +258,7 @@ def run_acdc(
                 state.current[r, :hi] = False
                 bar.update(int(graph.edge_valid[r, :hi].sum()))
             else:
-                layer = _reader_layer(graph, r)
+                layer = reader.layer  # resid_post's is n_layers: the forward runs no layer
                 for w in range(hi - 1, -1, -1):
                     if not row[w]:
                         state.next_writer = w
