@@ -50,10 +50,13 @@ def circuit_metric(
     ablation: str = "interchange",
     mean_states=None,
     full_cache: dict[int, torch.Tensor] | None = None,
+    corrupted_cache: dict[int, torch.Tensor | None] | None = None,
 ) -> tuple[float, float]:
     """(mean task metric, mean KL to the full model) of the circuit `edges`
     (readers x writers 0/1; None is the full model). `full_cache`, shared across
-    calls on the same examples, keeps the full model's logits per batch."""
+    calls on the same examples, keeps the full model's logits per batch;
+    `corrupted_cache` likewise the states removed edges carry (memory: writers x
+    batch x seq x hidden per batch)."""
     device = next(model.parameters()).device
     metric_sum, kl_sum = 0.0, 0.0
     if edges is not None:
@@ -68,7 +71,13 @@ def circuit_metric(
         if edges is None:
             logits = full
         else:
-            logits = model_logits(model, batch, circuit=True, corr_x=corrupted_states(model, batch, ablation, mean_states))
+            if corrupted_cache is None:
+                corr_x = corrupted_states(model, batch, ablation, mean_states)
+            else:
+                if i not in corrupted_cache:
+                    corrupted_cache[i] = corrupted_states(model, batch, ablation, mean_states)
+                corr_x = corrupted_cache[i]
+            logits = model_logits(model, batch, circuit=True, corr_x=corr_x)
         metric_sum += task.attribution_metric(logits, batch).sum().item()
         kl = kl_divergence(full, logits)
         valid = batch["position_valid"].float()

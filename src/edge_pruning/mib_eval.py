@@ -100,12 +100,14 @@ class MIBEvaluator:
         self.cfg = self.mapping.cfg
         self.n_edges = int(self.mapping.real.sum())
         self._full_logits: dict[int, torch.Tensor] = {}
+        self._corrupted: dict[int, torch.Tensor | None] = {}  # the counterfactual run's states, per batch
         self.full_metric = self._metric(None)
         self.empty_metric = self.circuit_metric(torch.zeros_like(self.mapping.real))[0]
 
     def _metric(self, chosen: torch.Tensor | None) -> float:
         return circuit_metric(
-            self.model, self.task, self.examples, chosen, self.batch_size, self.pad_id, full_cache=self._full_logits
+            self.model, self.task, self.examples, chosen, self.batch_size, self.pad_id,
+            full_cache=self._full_logits, corrupted_cache=self._corrupted,
         )[0]
 
     def circuit_metric(self, in_graph: torch.Tensor) -> tuple[float, int]:
