@@ -28,3 +28,7 @@ OUT="${OUT:-$ROOT/data/runs/smollm2-mib-ioi}"
   --max_eval_samples 100 --per_device_eval_batch_size 16 --output_dir "$OUT" --save_steps 100 --logging_steps 5 \
   --report_to none --seed 42
 RUN="$OUT" OUT="${EVAL_OUT:-$ROOT/data/runs/mib-eval-smollm2-ioi}" bash "$ROOT/run_scripts/mib_eval_smollm2_ioi.sh" edge-pruning
+# EAP and EAP-IG on the same examples (unless already done), then one table and plot.
+EVAL_DIR="${EVAL_OUT:-$ROOT/data/runs/mib-eval-smollm2-ioi}"
+[ -f "$EVAL_DIR/attribution/summary.json" ] || OUT="$EVAL_DIR" bash "$ROOT/run_scripts/mib_eval_smollm2_ioi.sh" attribution
+OUT="$EVAL_DIR" bash "$ROOT/run_scripts/mib_eval_smollm2_ioi.sh" table
