@@ -62,7 +62,8 @@ def _plot_ablations(ax, probes: list[dict], labels: list[str]) -> None:
         randoms = [p["ablation"].get(task, {}).get("random_mean") for p in probes]
         xs = [i + offset for i in range(len(probes))]
         ax.bar(xs, ablated, width=step, label=f"{task}: circuit removed")
-        ax.bar([x + step for x in xs], [r if r is not None else 0.0 for r in randoms], width=step, label=f"{task}: random masks removed (mean)")
+        ax.bar([x + step for x in xs], [r if r is not None else float("nan") for r in randoms], width=step,
+               label=f"{task}: random masks removed (mean; none when the circuit is over half a layer)")  # fmt: skip
     vanilla = [max(p["ablation"][t]["vanilla"] for t in p["ablation"]) for p in probes]
     ax.scatter(range(len(probes)), vanilla, color="black", marker="_", s=200, label="unablated", zorder=3)
     ax.set_xticks(list(range(len(probes))), labels, fontsize=8)
