@@ -18,7 +18,7 @@ def plot_results(results: dict, kind, path: Path) -> None:
         return
     kind = getattr(kind, "value", kind)
     checkpoints = kind == "checkpoints"
-    width = max(6.0, 0.9 * len(probes))
+    width = 8.0 if checkpoints else max(6.0, 0.9 * len(probes))
     fig, axes = plt.subplots(1 if checkpoints else 2, 1, figsize=(width, 4.0 if checkpoints else 7.0), squeeze=False)
     ax = axes[0, 0]
     if checkpoints:
