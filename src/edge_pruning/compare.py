@@ -24,6 +24,8 @@ from .faithfulness import FRACTIONS, CurvePoint, area_summaries, circuit_metric,
 from .selection import top_n_edges
 
 logger = logging.getLogger("edge_pruning")
+# The methods compared by default (the recorded comparison's); --methods takes any of METHODS.
+COMPARED = ("eap", "eap-ig-inputs", "eap-ig-activations")
 
 
 def load_mask_parameters(model, checkpoint: str | Path) -> None:
@@ -61,7 +63,7 @@ def compare_main(argv: list[str] | None = None) -> dict:
     p.add_argument("-t", "--task", default="ioi")
     p.add_argument("-w", "--with-embedding-nodes", action="store_true")
     p.add_argument("--ep-runs", nargs="*", default=[], help="pruned checkpoints of the same model (Edge Pruning)")
-    p.add_argument("--methods", nargs="*", default=list(METHODS))
+    p.add_argument("--methods", nargs="*", default=list(COMPARED), choices=list(METHODS))
     p.add_argument("--ig-steps", type=int, default=5)
     p.add_argument("--n-attribution", type=int, default=32, help="train examples scored by EAP/EAP-IG")
     p.add_argument("--n-eval", type=int, default=64, help="validation examples every circuit is evaluated on")
