@@ -213,7 +213,7 @@ def test_module_entry_point_errors_are_one_line(tmp_path):
         (["eval", "--task", "ioi", "-m", missing], f"error: checkpoint directory not found, {missing}"),
         (["prune", "--task", "ioi", "--initialize_from", missing, "--output_dir", str(tmp_path / "o")],
          f"error: checkpoint directory not found, {missing}"),
-        (["frob"], "error: unknown command 'frob' (choose from prune, eval, vis, draw), edge-pruning"),
+        (["frob"], "error: unknown command 'frob' (choose from prune, eval, vis, draw, view, export-mib, import-mib, acdc, probe), edge-pruning"),
         (["eval", "-m", missing], "error: the following arguments are required: --task, edge-pruning eval"),
     ]:  # fmt: skip
         done = subprocess.run([sys.executable, "-m", "edge_pruning", *args], capture_output=True, text=True, timeout=120)
