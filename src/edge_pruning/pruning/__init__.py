@@ -1,15 +1,17 @@
 """The one pruning loop: a `transformers.Trainer` that trains only masks and λs.
 
-Each step runs the full model on the clean input (reference distribution, no grad),
-the full model on the corrupted input (writer states, no grad), and the circuit on
-the clean input with the corrupted states patched into removed edges. The loss is
+Each step needs the full model on the clean input (reference distribution, no grad)
+and on the corrupted input (writer states, no grad), computed once per training example
+and reused when they fit the memory budget (`cache`), and runs the circuit on the clean
+input with the corrupted states patched into removed edges. The loss is
 KL(full || circuit) at the task's positions plus the Lagrangian sparsity terms
 (method.md §4). Flags follow the original scripts; every HF `TrainingArguments`
 flag works too (checkpointing, resuming, logging, bf16, FSDP).
 
 One module per job: `args` (flags and their validation), `model` (the model to prune,
 its masks reset), `loss` (the step's loss, optimizer and logged statistics),
-`trainer` (the Trainer and `train_masks`), `fsdp`, `checkpoints` (completion markers,
+`trainer` (the Trainer and `train_masks`), `cache` (the fixed passes), `snapshots`
+(circuits at MIB's sizes during one run), `fsdp`, `checkpoints` (completion markers,
 atomic save), `logs` (log.jsonl), `runtime` (process-wide settings) and `run`
 (`prune_main`, one run from the command line to a checkpoint).
 """
