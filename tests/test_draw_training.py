@@ -40,3 +40,23 @@ def test_written_at_train_end_on_rank_zero_only(tmp_path):
     assert not (tmp_path / "training.png").exists()
     callback.on_train_end(None, SimpleNamespace(is_world_process_zero=True), None)
     assert (tmp_path / "training.png").stat().st_size > 10_000
+
+
+def test_a_failing_plot_only_warns(tmp_path, monkeypatch, caplog):
+    """The plot is drawn before the final save: its failure must not stop the run."""
+    from edge_pruning.pruning import logs
+
+    def broken(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(logs, "plot_training", broken)
+    callback = logs.JsonlLogCallback(tmp_path / "log.jsonl")
+    (tmp_path / "log.jsonl").write_text('{"step": 1, "loss": 1.0}\n')
+
+    class State:
+        is_world_process_zero = True
+
+    with caplog.at_level("WARNING", logger="edge_pruning"):
+        callback.on_train_end(None, State(), None)
+    assert "training.png not written: disk full" in caplog.text
+    assert not (tmp_path / "training.png").exists()

@@ -87,3 +87,14 @@ def test_pruning_loop_with_ugs(tiny_gpt2, tmp_path):
     assert moved.max().item() > 0.05 and moved.max().item() < 1.0
     rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert all(0.0 <= r["sampled_edge_sparsity"] <= 1.0 for r in rows if "sampled_edge_sparsity" in r)
+
+
+def test_ugs_mask_is_finite_when_saturated():
+    """Past |log_alpha| ~ 17, p(1 - p) is 0 in float32: masks and gradients stay finite and
+    the mask is what the limit gives (1 for large log_alpha, 0 for very negative)."""
+    log_alpha = torch.tensor([20.0, 17.0, -90.0, -110.0], requires_grad=True)
+    u = torch.tensor([0.5, 0.999, 0.3, 0.7])
+    z = l0.sample_ugs_mask(log_alpha, u)
+    z.sum().backward()
+    assert torch.isfinite(z).all() and torch.isfinite(log_alpha.grad).all()
+    assert z.tolist() == [1.0, 1.0, 0.0, 0.0]

@@ -69,6 +69,10 @@ class MaskSampler(str, Enum):
 UGS_INIT_MEAN = 1.0
 
 
+# |log_alpha| above which a UGS mask is drawn as at the limit (p(1 - p) ~ 3e-7 there).
+UGS_LOGIT_LIMIT = 15.0
+
+
 def init_log_alpha_(log_alpha: torch.Tensor) -> torch.Tensor:
     """Start every mask near 1: log_alpha ~ N(10, 0.01)."""
     with torch.no_grad():
@@ -85,8 +89,9 @@ def sample_mask(log_alpha: torch.Tensor, sampler: MaskSampler = MaskSampler.HARD
 
 
 def sample_ugs_mask(log_alpha: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """UGS's mask for uniform draws `u` (see `MaskSampler`)."""
-    p = torch.sigmoid(log_alpha)
+    """UGS's mask for uniform draws `u` (see `MaskSampler`). log_alpha is clamped to
+    ±UGS_LOGIT_LIMIT first: beyond it p(1 - p) is 0 in float32 and the division NaN."""
+    p = torch.sigmoid(log_alpha.clamp(-UGS_LOGIT_LIMIT, UGS_LOGIT_LIMIT))
     return 1.0 - ((u - p) / (p * (1.0 - p)) + 0.5).clamp(0.0, 1.0)
 
 

@@ -4,10 +4,13 @@ whether the run was interrupted and resumed or not; training.png beside it at th
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
 from transformers import TrainerCallback
+
+from ..errors import one_line
 
 
 class JsonlLogCallback(TrainerCallback):
@@ -41,8 +44,12 @@ class JsonlLogCallback(TrainerCallback):
                 f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
 
     def on_train_end(self, args, state, control, **kwargs):
+        # Before the final save: a plot that fails must not cost the run its checkpoint.
         if state.is_world_process_zero and self.path.exists():
-            plot_training(self.path, self.path.with_name("training.png"))
+            try:
+                plot_training(self.path, self.path.with_name("training.png"))
+            except Exception as error:  # noqa: BLE001 - any plotting failure is only a warning
+                logging.getLogger("edge_pruning").warning("training.png not written: %s", one_line(error))
 
     def mean_logged_loss(self, default: float) -> float:
         """Σ loss × steps it covers / steps, over the logged training rows."""
