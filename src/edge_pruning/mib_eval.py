@@ -297,7 +297,7 @@ def mib_eval_main(argv: list[str] | None = None) -> dict:
     p.add_argument("-t", "--task", default="mib-ioi", choices=sorted(MIB_TASKS))
     p.add_argument("-d", "--data", required=True, help="a local copy of the MIB dataset (see tasks/mib.py)")
     p.add_argument("-s", "--split", default="validation", help="MIB's default: validation")
-    p.add_argument("-n", "--num-examples", type=int, default=None, help="the first N examples (MIB's --head)")
+    p.add_argument("-n", "--num-examples", type=int, default=None, help="the first N examples that pass MIB's filter (its --head)")
     p.add_argument("-b", "--batch-size", type=int, default=20, help="MIB's default: 20")
     add_ungroup_kv_flag(p)
     p.add_argument("--mib-model", help="the model's name in MIB's folder and file names (default: the model folder's)")
@@ -324,8 +324,8 @@ def mib_eval_main(argv: list[str] | None = None) -> dict:
         tokenizer = load_tokenizer(args.model)
         pad_id = pad_token_id(tokenizer)
         config = task.dataset_config
-        rows = load_mib_rows(args.data, args.split, config)[: args.num_examples]
-        examples = task.encode_rows(rows, tokenizer)
+        # As MIB's --head: the first N examples that pass the filter (filter, then cut).
+        examples = task.encode_rows(load_mib_rows(args.data, args.split, config), tokenizer)[: args.num_examples]
         if not examples:
             raise UserError(f"no {args.split} examples left after MIB's filter", args.data)
         start = time.time()
@@ -337,7 +337,7 @@ def mib_eval_main(argv: list[str] | None = None) -> dict:
         todo: list[tuple[str, torch.Tensor | None, dict | None]] = []
         seconds: dict[str, float] = {}
         if args.attribute:
-            train = task.encode_rows(load_mib_rows(args.data, args.attribution_split, config)[: args.n_attribution], tokenizer)
+            train = task.encode_rows(load_mib_rows(args.data, args.attribution_split, config), tokenizer)[: args.n_attribution]
             for method in args.attribute:
                 t0 = time.time()
                 scores = edge_attribution(model, task, train, method, steps=args.ig_steps, batch_size=args.batch_size, pad_id=pad_id).scores
