@@ -32,3 +32,39 @@ def tiny_gpt2(tmp_path_factory) -> Path:
     GPT2LMHeadModel(cfg).save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+# The attribution-style tests' models and examples: token ids below this, 0 kept for padding.
+ATTRIBUTION_VOCAB = 61
+
+
+@pytest.fixture(scope="module")
+def attribution_gpt2(tmp_path_factory):
+    """A 2-layer random GPT-2 as a circuit model with embedding nodes, weights frozen
+    (one per test module, so a module's mask edits stay inside it)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from modeling.modeling_fpt2 import FPT2LMHeadModel
+
+    torch.manual_seed(0)
+    cfg = GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=ATTRIBUTION_VOCAB, n_positions=32, initializer_range=0.3)
+    path = tmp_path_factory.mktemp("gpt2")
+    GPT2LMHeadModel(cfg).save_pretrained(path)
+    m = FPT2LMHeadModel.from_pretrained(path, with_embedding_nodes=True).eval()
+    m.freeze_model_weights()
+    return m
+
+
+def random_encoded_examples(lengths: tuple[int, ...], seed: int = 5) -> list:
+    """IOI-shaped examples of random ids: clean and corrupted ids, the last position
+    scored, a random target and distractor."""
+    from edge_pruning.tasks import Encoded
+
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for length in lengths:
+        ids = torch.randint(1, ATTRIBUTION_VOCAB, (length,), generator=g).tolist()
+        corr = torch.randint(1, ATTRIBUTION_VOCAB, (length,), generator=g).tolist()
+        target, wrong = torch.randint(1, ATTRIBUTION_VOCAB, (2,), generator=g).tolist()
+        out.append(Encoded(ids, corr, [length - 1], [target], wrong))
+    return out

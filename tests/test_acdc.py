@@ -3,6 +3,8 @@ a literal slow one on tiny random models, and the Tracr ground truths recovered.
 
 from __future__ import annotations
 
+from conftest import ATTRIBUTION_VOCAB, random_encoded_examples
+
 import json
 
 import pytest
@@ -13,11 +15,11 @@ from edge_pruning.ablation import Ablation
 from edge_pruning.acdc import STATE_FILE, ACDCConfig, ACDCMetric, CircuitMetric, acdc_main, run_acdc
 from edge_pruning.errors import UserError
 from edge_pruning.models import load_tracr_model
-from edge_pruning.tasks import IOITask, Encoded, collate, get_tracr_task
+from edge_pruning.tasks import IOITask, collate, get_tracr_task
 from modeling.modeling_fllama import FLlamaForCausalLM
 from modeling.modeling_fpt2 import FPT2LMHeadModel
 
-VOCAB = 61
+VOCAB = ATTRIBUTION_VOCAB
 
 
 def gpt2(tmp_path):
@@ -44,14 +46,7 @@ def model(request, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def examples():
-    g = torch.Generator().manual_seed(5)
-    out = []
-    for length in (7, 7, 6, 7, 5, 7):
-        ids = torch.randint(1, VOCAB, (length,), generator=g).tolist()
-        corr = torch.randint(1, VOCAB, (length,), generator=g).tolist()
-        target, wrong = torch.randint(1, VOCAB, (2,), generator=g).tolist()
-        out.append(Encoded(ids, corr, [length - 1], [target], wrong))
-    return out
+    return random_encoded_examples((7, 7, 6, 7, 5, 7))
 
 
 def slow_metric(model, task, examples, masks, metric: str) -> float:

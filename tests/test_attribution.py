@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
+from conftest import ATTRIBUTION_VOCAB
+
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
 
 from edge_pruning.attribution import edge_attribution
 from edge_pruning.faithfulness import area_summaries, circuit_metric
 from edge_pruning.selection import greedy_connected_edges, top_n_edges
 from edge_pruning.tasks import Encoded, IOITask, collate
-from modeling.modeling_fpt2 import FPT2LMHeadModel
 
-VOCAB = 61
+VOCAB = ATTRIBUTION_VOCAB
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    torch.manual_seed(0)
-    cfg = GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=VOCAB, n_positions=32, initializer_range=0.3)
-    path = tmp_path_factory.mktemp("gpt2")
-    GPT2LMHeadModel(cfg).save_pretrained(path)
-    m = FPT2LMHeadModel.from_pretrained(path, with_embedding_nodes=True).eval()
-    m.freeze_model_weights()
-    return m
+def model(attribution_gpt2):
+    return attribution_gpt2
 
 
 @pytest.fixture(scope="module")

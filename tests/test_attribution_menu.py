@@ -4,9 +4,10 @@ differences and literal computations."""
 
 from __future__ import annotations
 
+from conftest import ATTRIBUTION_VOCAB, random_encoded_examples
+
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
 
 from edge_pruning.ablation import mean_writer_states
 from edge_pruning.attribution import (
@@ -17,34 +18,20 @@ from edge_pruning.attribution import (
     node_circuit,
     node_scores,
 )
-from edge_pruning.tasks import Encoded, IOITask, collate
-from modeling.modeling_fpt2 import FPT2LMHeadModel
+from edge_pruning.tasks import IOITask, collate
 
-VOCAB = 61
+VOCAB = ATTRIBUTION_VOCAB
 EPS = 1e-2
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    torch.manual_seed(0)
-    cfg = GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=VOCAB, n_positions=32, initializer_range=0.3)
-    path = tmp_path_factory.mktemp("gpt2")
-    GPT2LMHeadModel(cfg).save_pretrained(path)
-    m = FPT2LMHeadModel.from_pretrained(path, with_embedding_nodes=True).eval()
-    m.freeze_model_weights()
-    return m
+def model(attribution_gpt2):
+    return attribution_gpt2
 
 
 @pytest.fixture(scope="module")
 def examples():
-    g = torch.Generator().manual_seed(5)
-    out = []
-    for length in (7, 7, 5, 7, 6, 7):
-        ids = torch.randint(1, VOCAB, (length,), generator=g).tolist()
-        corr = torch.randint(1, VOCAB, (length,), generator=g).tolist()
-        target, wrong = torch.randint(1, VOCAB, (2,), generator=g).tolist()
-        out.append(Encoded(ids, corr, [length - 1], [target], wrong))
-    return out
+    return random_encoded_examples((7, 7, 5, 7, 6, 7))
 
 
 def metric(model, examples, masks, tokens="input_ids", corr_x=None, neurons=None):
