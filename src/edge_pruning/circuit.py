@@ -290,48 +290,26 @@ class CircuitModelMixin:
 
     # Forward helpers -----------------------------------------------------------
 
-    @contextlib.contextmanager
-    def full_model(self) -> Iterator[None]:
+    def full_model(self) -> contextlib.AbstractContextManager[None]:
         """Run as the unpruned model (no masks) inside the block; restores the state after."""
-        masks = self.circuit_masks
-        previous = masks.enabled
-        masks.enabled = False
-        try:
-            yield
-        finally:
-            masks.enabled = previous
+        return _setting(self.circuit_masks, "enabled", False)
 
-    @contextlib.contextmanager
-    def masks_override(self, edge_masks: torch.Tensor) -> Iterator[None]:
+    def masks_override(self, edge_masks: torch.Tensor) -> contextlib.AbstractContextManager[None]:
         """Inside the block, the circuit uses exactly these (readers x writers) masks
         (node masks folded in), e.g. ones requiring grad for attribution patching."""
         graph = self.circuit_graph
         if tuple(edge_masks.shape) != (graph.n_readers, graph.n_writers):
             raise ValueError(f"masks must be {(graph.n_readers, graph.n_writers)}, got {tuple(edge_masks.shape)}")
-        masks = self.circuit_masks
-        previous = masks.override
-        masks.override = edge_masks
-        try:
-            yield
-        finally:
-            masks.override = previous
+        return _setting(self.circuit_masks, "override", edge_masks)
 
-    @contextlib.contextmanager
-    def neuron_masks_override(self, neuron_masks: torch.Tensor) -> Iterator[None]:
+    def neuron_masks_override(self, neuron_masks: torch.Tensor) -> contextlib.AbstractContextManager[None]:
         """Inside the block, masked forwards also mask each writer's output dimensions
         (writers x hidden): a removed neuron carries the writer's corrupted value."""
         if neuron_masks.shape[0] != self.circuit_graph.n_writers or neuron_masks.dim() != 2:
             raise ValueError(f"neuron masks must be ({self.circuit_graph.n_writers}, hidden), got {tuple(neuron_masks.shape)}")
-        masks = self.circuit_masks
-        previous = masks.neuron_override
-        masks.neuron_override = neuron_masks
-        try:
-            yield
-        finally:
-            masks.neuron_override = previous
+        return _setting(self.circuit_masks, "neuron_override", neuron_masks)
 
-    @contextlib.contextmanager
-    def resume_from_layer(self, prefix: PrefixState) -> Iterator[None]:
+    def resume_from_layer(self, prefix: PrefixState) -> contextlib.AbstractContextManager[None]:
         """Inside the block, masked forwards skip the layers below `prefix.layer` (the
         number of layers: all of them) and take the writers before it from `prefix`. Exact while every reader below that
         layer has the masks `prefix` was computed with (ACDC changes readers from the
@@ -340,13 +318,7 @@ class CircuitModelMixin:
         site = graph.final_site if prefix.layer == graph.final_site.layer else graph.attn_site(prefix.layer)
         if prefix.deltas.shape[0] != site.n_writers_before:
             raise ValueError(f"layer {prefix.layer} has {site.n_writers_before} writers before it, the prefix {prefix.deltas.shape[0]}")
-        masks = self.circuit_masks
-        previous = masks.prefix
-        masks.prefix = prefix
-        try:
-            yield
-        finally:
-            masks.prefix = previous
+        return _setting(self.circuit_masks, "prefix", prefix)
 
     def effective_masks(self) -> torch.Tensor:
         """Edge masks with the writers' node masks folded in: m_rw * z_w."""
@@ -506,6 +478,17 @@ class CircuitModelMixin:
             masks.node_log_alphas.fill_(FORCED_LOG_ALPHA)
         self.set_edge_threshold_for_deterministic(0.5)
         self.set_node_threshold_for_deterministic(0.5)
+
+
+@contextlib.contextmanager
+def _setting(obj: object, attr: str, value: object) -> Iterator[None]:
+    """Set `obj.attr` to `value` inside the block; the previous value is restored after."""
+    previous = getattr(obj, attr)
+    setattr(obj, attr, value)
+    try:
+        yield
+    finally:
+        setattr(obj, attr, previous)
 
 
 def gather_positions(hidden: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
